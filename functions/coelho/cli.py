@@ -1,0 +1,101 @@
+"""The `coelho` command line: produce events, list and serve functions, run the platform."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from coelho.config import ENVIRONMENT, Settings
+
+__all__ = ["main"]
+
+DESCRIPTION = """\
+COELHO RealTime: online machine learning on event streams, shipped as Knative functions.
+
+  coelho up                       run everything locally (embedded Valkey, functions, producers)
+  coelho produce tfd --rate 5     stream synthetic events to a sink (K_SINK) or a file
+  coelho fn list                  the deployable functions, their sources and targets
+  coelho fn serve tfd-predict     serve one function exactly as its container would
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="coelho", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Environment variables: " + ", ".join(var for var, _ in ENVIRONMENT.values()),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from coelho.producers.run import add_produce_arguments
+
+    produce = commands.add_parser(
+        "produce", help="stream synthetic events as CloudEvents",
+        description="Stream synthetic events of one use case as CloudEvents, over HTTP in binary mode "
+        "to --sink (default: $K_SINK) or as structured JSON lines to --out.",
+    )
+    add_produce_arguments(produce)
+
+    fn = commands.add_parser("fn", help="list or serve the functions")
+    fn_commands = fn.add_subparsers(dest="fn_command", required=True, metavar="ACTION")
+    fn_commands.add_parser("list", help="print every function with its source, target and signature")
+    serve = fn_commands.add_parser(
+        "serve", help="serve one function under functions-framework, as on Knative",
+        description="Run `functions-framework --target ... --source ...` for NAME; configuration comes "
+        "from the environment exactly as in the container.",
+    )
+    serve.add_argument("name", help="function name, e.g. tfd-learn (see `coelho fn list`)")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")),
+                       help="port to listen on (default: $PORT or 8080)")
+
+    up = commands.add_parser(
+        "up", help="run the platform locally until Ctrl-C",
+        description="Start the embedded Valkey (unless REDIS_URL is set), the six functions and the "
+        "three producers feeding the learn functions. State goes to COELHO_DATA_DIR (default .coelho/).",
+    )
+    up.add_argument("--base-port", type=int, default=8081, help="first function port (default 8081)")
+    up.add_argument("--rate-scale", type=float, default=1.0,
+                    help="multiply the producers' default rates (3.6, 1.8, 8 events/s)")
+    up.add_argument("--no-producers", action="store_true", help="serve the functions only")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `coelho` console script."""
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "produce":
+        from coelho.producers.run import run_from_args
+
+        return run_from_args(args)
+    if args.command == "fn":
+        return _fn(args)
+    from coelho.runtime.launcher import run_platform
+
+    return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers)
+
+
+def _fn(args: argparse.Namespace) -> int:
+    from coelho.runtime.catalog import FUNCTIONS, find
+
+    if args.fn_command == "list":
+        print(f"{'NAME':<13} {'SIGNATURE':<10} {'TARGET':<12} SOURCE")
+        for spec in FUNCTIONS:
+            print(f"{spec.name:<13} {spec.signature:<10} {spec.target:<12} {spec.source}")
+        return 0
+    try:
+        spec = find(args.name)
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    command = spec.command(args.port)
+    os.execv(command[0], command)
+    return 0  # pragma: no cover - execv does not return
+
+
+if __name__ == "__main__":
+    sys.exit(main())

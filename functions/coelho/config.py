@@ -1,0 +1,100 @@
+"""Settings: the only module that reads the environment.
+
+Every knob has a sensible default so that a function runs with no configuration at all
+(embedded Valkey, local data folder). `Settings.from_env()` fails with the variable named
+when a value cannot be parsed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["ConfigError", "Settings", "ENVIRONMENT"]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration of functions, producers and the local launcher."""
+
+    redis_url: str | None = None
+    data_dir: Path = Path(".coelho")
+    signing_key: bytes | None = None
+    model_preset: str = "default"
+    checkpoint_every: int = 5000
+    checkpoint_seconds: float = 30.0
+    lease_seconds: float = 10.0
+    dedup_ttl_seconds: int = 7 * 24 * 3600
+    max_event_bytes: int = 64 * 1024
+    predict_refresh_ms: int = 200
+    key_prefix: str = "coelho"
+    log_level: str = "INFO"
+    service: str | None = None
+    revision: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: the process environment)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, (var, cast) in ENVIRONMENT.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = cast(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{var}={raw!r} is invalid: {exc}") from None
+        return cls(**values)
+
+    def resolved_signing_key(self) -> bytes:
+        """The HMAC key: COELHO_SIGNING_KEY, else a per-data-dir development key (created once)."""
+        if self.signing_key:
+            return self.signing_key
+        path = self.data_dir / "signing.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
+
+
+def _positive(cast: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(raw: str) -> T:
+        value = cast(raw)
+        if value <= 0:  # type: ignore[operator]
+            raise ValueError("must be > 0")
+        return value
+
+    return parse
+
+
+#: Settings field → (environment variable, parser). The README's table mirrors this.
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "redis_url": ("REDIS_URL", str),
+    "data_dir": ("COELHO_DATA_DIR", Path),
+    "signing_key": ("COELHO_SIGNING_KEY", str.encode),
+    "model_preset": ("COELHO_MODEL_PRESET", str),
+    "checkpoint_every": ("COELHO_CHECKPOINT_EVERY", _positive(int)),
+    "checkpoint_seconds": ("COELHO_CHECKPOINT_SECONDS", _positive(float)),
+    "lease_seconds": ("COELHO_LEASE_SECONDS", _positive(float)),
+    "dedup_ttl_seconds": ("COELHO_DEDUP_TTL_SECONDS", _positive(int)),
+    "max_event_bytes": ("COELHO_MAX_EVENT_BYTES", _positive(int)),
+    "predict_refresh_ms": ("COELHO_PREDICT_REFRESH_MS", _positive(int)),
+    "key_prefix": ("COELHO_KEY_PREFIX", str),
+    "log_level": ("COELHO_LOG_LEVEL", str),
+    "service": ("K_SERVICE", str),
+    "revision": ("K_REVISION", str),
+}
+assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

@@ -1,0 +1,73 @@
+"""The deployable functions: name, source file, target and signature of each.
+
+This table is what `coelho fn list` prints, what `coelho fn serve` runs and what the Knative
+Service manifests reference (FUNCTION_TARGET / FUNCTION_SIGNATURE_TYPE).
+
+>>> [f.name for f in FUNCTIONS if f.use_case == "tfd"]
+['tfd-learn', 'tfd-predict']
+>>> find("eta-predict").command(9000)[-8:]
+['--target', 'eta_predict', '--source', '.../predict/main.py', '--signature-type', 'http', '--port', '9000']
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["FUNCTIONS", "FunctionSpec", "find", "functions_dir"]
+
+Role = Literal["learn", "predict", "baseline"]
+
+
+def functions_dir() -> Path:
+    """Folder holding the entry points: COELHO_FUNCTIONS_DIR, else this checkout's functions/."""
+    override = os.environ.get("COELHO_FUNCTIONS_DIR")
+    return Path(override) if override else Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One deployable function."""
+
+    name: str
+    folder: str
+    target: str
+    signature: Literal["cloudevent", "http"]
+    role: Role
+    use_case: str | None = None
+
+    @property
+    def source(self) -> Path:
+        return functions_dir() / self.folder / "main.py"
+
+    def command(self, port: int) -> list[str]:
+        """The functions-framework command line that serves this function on `port`."""
+        runner = str(Path(sys.executable).with_name("functions-framework"))
+        return [
+            runner, "--target", self.target, "--source", str(self.source),
+            "--signature-type", self.signature, "--port", str(port),
+        ]
+
+
+FUNCTIONS: tuple[FunctionSpec, ...] = tuple(
+    spec
+    for key in ("tfd", "eta", "ecci")
+    for spec in (
+        FunctionSpec(f"{key}-learn", "learn", f"{key}_learn", "cloudevent", "learn", key),
+        FunctionSpec(f"{key}-predict", "predict", f"{key}_predict", "http", "predict", key),
+    )
+) + (
+    FunctionSpec("hello-event", "hello", "hello_event", "cloudevent", "baseline"),
+    FunctionSpec("hello-http", "hello", "hello_http", "http", "baseline"),
+)
+
+
+def find(name: str) -> FunctionSpec:
+    """The function called `name`; raises KeyError listing the known names."""
+    for spec in FUNCTIONS:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"unknown function {name!r}; known: {', '.join(f.name for f in FUNCTIONS)}")

@@ -1,0 +1,153 @@
+"""`coelho up`: the whole platform on one machine, with embedded defaults and no Docker.
+
+Starts (or reuses) the embedded Valkey, serves the six functions with functions-framework
+exactly as their containers would, feeds the learn functions from the three producers, prints
+where everything is, and stops everything it started (by pid) on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from coelho.adapters.embedded_redis import EmbeddedValkey
+from coelho.config import Settings
+from coelho.core import USE_CASES
+from coelho.runtime.catalog import FUNCTIONS, FunctionSpec
+
+__all__ = ["Platform", "run_platform"]
+
+log = logging.getLogger(__name__)
+
+#: Events per second per producer: the original system's rates (≈3.6, 1.8 and 7-10 events/s).
+DEFAULT_RATES = {"tfd": 3.6, "eta": 1.8, "ecci": 8.0}
+
+
+@dataclass
+class Platform:
+    """The processes of one local platform run."""
+
+    settings: Settings
+    base_port: int = 8081
+    rate_scale: float = 1.0
+    producers: bool = True
+    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    valkey: object | None = None
+
+    def url(self, spec: FunctionSpec) -> str:
+        index = [f for f in FUNCTIONS if f.role != "baseline"].index(spec)
+        return f"http://127.0.0.1:{self.base_port + index}"
+
+    def start(self) -> None:
+        """Start Redis (when needed), the functions and the producers; wait until they answer."""
+        data_dir = self.settings.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, COELHO_DATA_DIR=str(data_dir))
+        env.pop("PORT", None)
+        if not self.settings.redis_url:
+            embedded = EmbeddedValkey(data_dir)
+            url = embedded.running_url()
+            if url is None:
+                self.valkey = embedded.start()
+                url = self.valkey.connection_url  # type: ignore[attr-defined]
+            env["REDIS_URL"] = url
+        self.settings.resolved_signing_key()  # create the shared development key once
+        logs = data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        served = [f for f in FUNCTIONS if f.role != "baseline"]
+        for spec in served:
+            self._spawn(spec.name, spec.command(int(self.url(spec).rsplit(":", 1)[1])), env, logs)
+        for spec in served:
+            _wait_healthy(self.url(spec) + "/healthz")
+        if self.producers:
+            for key, rate in DEFAULT_RATES.items():
+                sink = self.url(next(f for f in served if f.use_case == key and f.role == "learn"))
+                command = [
+                    sys.executable, "-m", "coelho.cli", "produce", key,
+                    "--rate", str(rate * self.rate_scale), "--sink", sink + "/",
+                ]
+                self._spawn(f"{key}-producer", command, env, logs)
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str], logs: Path) -> None:
+        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child's lifetime
+        child = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.children.append((name, child))
+        log.info("started %s (pid %d), log in %s", name, child.pid, out.name)
+
+    def banner(self) -> str:
+        """Where everything is, with a curl example per predict function."""
+        lines = ["", "COELHO RealTime is up. Functions:"]
+        for spec in FUNCTIONS:
+            if spec.role != "baseline":
+                lines.append(f"  {spec.name:<13} {self.url(spec)}/   (status: {self.url(spec)}/status)")
+        lines.append("")
+        lines.append("Try a prediction (predictions improve as the producers' events flow):")
+        for key in USE_CASES:
+            spec = next(f for f in FUNCTIONS if f.use_case == key and f.role == "predict")
+            example = f"eventing/samples/{key}.json"
+            lines.append(f"  curl -s -X POST {self.url(spec)}/ -H 'content-type: application/json' -d @{example}")
+        lines.append(f"\nState and logs: {self.settings.data_dir.resolve()}   Stop with Ctrl-C.")
+        return "\n".join(lines)
+
+    def stop(self) -> None:
+        """Terminate every child we started (by pid), then the embedded Valkey if we started it."""
+        for _, child in reversed(self.children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for name, child in reversed(self.children):
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing pid %d", name, child.pid)
+                child.kill()
+                child.wait()
+        if self.valkey is not None:
+            self.valkey.stop()  # type: ignore[attr-defined]
+
+    def watch(self) -> None:
+        """Block until Ctrl-C, reporting children that die."""
+        while True:
+            for name, child in self.children:
+                if child.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {child.returncode}; see its log")
+            time.sleep(1)
+
+
+def _wait_healthy(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def run_platform(settings: Settings, base_port: int, rate_scale: float, producers: bool) -> int:
+    """Run until interrupted; returns an exit code."""
+    platform = Platform(settings, base_port=base_port, rate_scale=rate_scale, producers=producers)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        platform.start()
+        print(platform.banner(), flush=True)
+        platform.watch()
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+    except (RuntimeError, TimeoutError) as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        platform.stop()
+    return 0

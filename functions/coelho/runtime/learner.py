@@ -1,0 +1,220 @@
+"""The stateful learner: one writer per model, exactly-once application of accepted events.
+
+An event is *accepted* when a fenced Lua script has, atomically, marked its (`source`, `id`)
+as seen, given it the next sequence number and appended it to the write-ahead log. Only then
+is it learned in memory, in sequence order, under one lock. A crash after the append loses
+nothing (recovery replays the log) and a redelivery is a no-op (the dedup marker exists).
+Checkpoints every N events or T seconds bound the replay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from coelho.adapters.redis_state import AppendResult, RedisState, WalEntry
+from coelho.config import Settings
+from coelho.core.online import OnlineModel
+from coelho.core.signing import dumps_signed
+from coelho.core.usecase import UseCase
+from coelho.runtime.recovery import Replica
+
+__all__ = ["Learner", "NotLeader"]
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL_S = 1.0
+
+
+class NotLeader(RuntimeError):
+    """Another learner holds this model's lease: the event was not accepted; retry later."""
+
+
+class Learner:
+    """Owns one use case's model while it holds the lease."""
+
+    def __init__(self, use_case: UseCase, state: RedisState, settings: Settings) -> None:
+        self.use_case = use_case
+        self.state = state
+        self.settings = settings
+        self.signing_key = settings.resolved_signing_key()
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.replica = Replica(state, self.signing_key)
+        self.lock = threading.RLock()
+        self.token: str | None = None
+        self.lost = threading.Event()
+        self.stopping = threading.Event()
+        self.checkpoint_seq = 0
+        self.checkpoint_at = time.monotonic()
+        self.last_checkpoint: dict[str, Any] = {}
+        self.status_at = 0.0
+        self.renewer: threading.Thread | None = None
+
+    @property
+    def ttl_ms(self) -> int:
+        return int(self.settings.lease_seconds * 1000)
+
+    # accepting events ----------------------------------------------------------------------
+    def handle(self, source: str, event_id: str, payload: dict[str, Any]) -> AppendResult:
+        """Accept and apply one validated event, or recognise it as a duplicate."""
+        body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+        with self.lock:
+            self._ensure_leader()
+            assert self.token is not None
+            result = self.state.append(
+                self.token, source, event_id, body.encode(), self.settings.dedup_ttl_seconds
+            )
+            if result.fenced:
+                self._step_down("fenced out by a newer lease holder")
+                raise NotLeader("lost the lease to another learner")
+            if result.accepted:
+                if result.seq != self.replica.seq + 1:  # someone wrote while we were not looking
+                    self.replica.catch_up()
+                else:
+                    self.replica.apply([WalEntry(result.seq, payload)])
+                self._after_apply()
+            return result
+
+    def _after_apply(self) -> None:
+        now = time.monotonic()
+        pending = self.replica.seq - self.checkpoint_seq
+        if pending >= self.settings.checkpoint_every or (
+            pending and now - self.checkpoint_at >= self.settings.checkpoint_seconds
+        ):
+            self.checkpoint()
+        if now - self.status_at >= STATUS_INTERVAL_S:
+            self.publish_status()
+
+    # leadership ----------------------------------------------------------------------------
+    def _ensure_leader(self) -> None:
+        if self.token is not None and not self.lost.is_set():
+            return
+        if self.token is not None:
+            self._step_down("lease expired before renewal")
+        token = self.state.try_acquire(self.holder, self.ttl_ms)
+        if token is None:
+            raise NotLeader(f"lease held by {self.state.lease_holder()}")
+        self.token = token
+        self.lost.clear()
+        self._start_renewer()
+        try:
+            self._recover()
+        except Exception:
+            self._step_down("recovery failed")
+            raise
+
+    def _recover(self) -> None:
+        started = time.perf_counter()
+        replica = self.replica
+        replica.model, replica.seq = None, 0
+        if not replica.load_checkpoint():
+            replica.model = OnlineModel(self.use_case, self.settings.model_preset)
+            self.checkpoint()  # seq 0: predictors start from the same fresh model and preset
+        self.checkpoint_seq = replica.seq
+        replayed = replica.catch_up()
+        log.info(
+            "%s learner %s leads with fence %s: checkpoint seq %d + %d replayed in %.3fs",
+            self.use_case.key, self.holder, self.token, self.checkpoint_seq, replayed,
+            time.perf_counter() - started,
+        )
+        self.publish_status()
+
+    def _step_down(self, reason: str) -> None:
+        log.warning("%s learner %s steps down: %s", self.use_case.key, self.holder, reason)
+        self.token = None
+        self.replica.model, self.replica.seq = None, 0
+
+    def _start_renewer(self) -> None:
+        if self.renewer is not None and self.renewer.is_alive():
+            return
+        self.renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
+        self.renewer.start()
+
+    def _renew_loop(self) -> None:
+        period = self.settings.lease_seconds / 3
+        while not self.stopping.wait(period):
+            if self.token is None:
+                continue
+            if not self.state.renew(self.holder, self.ttl_ms):
+                self.lost.set()
+                continue
+            self._idle_checkpoint()
+
+    def _idle_checkpoint(self) -> None:
+        if not self.lock.acquire(blocking=False):
+            return
+        try:
+            due = time.monotonic() - self.checkpoint_at >= self.settings.checkpoint_seconds
+            if self.token and self.replica.seq > self.checkpoint_seq and due:
+                self.checkpoint()
+        finally:
+            self.lock.release()
+
+    # durability ----------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        """Write a signed checkpoint of the model at the current seq (fenced)."""
+        with self.lock:
+            assert self.token is not None and self.replica.model is not None
+            started = time.perf_counter()
+            blob = dumps_signed(self.replica.model, self.signing_key)
+            serialize_ms = (time.perf_counter() - started) * 1000
+            seq = self.replica.seq
+            meta = {
+                "created_at": datetime.now(UTC).isoformat(),
+                "serialize_ms": round(serialize_ms, 3),
+                "preset": self.replica.model.preset,
+                "holder": self.holder,
+            }
+            trim_below = seq - self.settings.checkpoint_every + 1
+            if not self.state.write_checkpoint(self.token, seq, blob, meta, trim_below):
+                self._step_down("fenced out while checkpointing")
+                raise NotLeader("lost the lease while checkpointing")
+            self.checkpoint_seq, self.checkpoint_at = seq, time.monotonic()
+            self.last_checkpoint = {**meta, "seq": seq, "bytes": len(blob)}
+            return self.last_checkpoint
+
+    def publish_status(self) -> None:
+        """Share status (version, counters, metrics) through Redis for predictors and the UI."""
+        self.status_at = time.monotonic()
+        if self.token is not None:
+            self.state.write_status(self.token, self.status())
+
+    def status(self) -> dict[str, Any]:
+        """What the learner knows about itself."""
+        model = self.replica.model
+        return {
+            "use_case": self.use_case.key,
+            "role": "learner",
+            "leader": self.token is not None and not self.lost.is_set(),
+            "holder": self.holder,
+            "fence": self.token,
+            "model_version": self.replica.seq,
+            "apply_errors": self.replica.apply_errors,
+            "last_checkpoint": self.last_checkpoint,
+            "updated_at": datetime.now(UTC).isoformat(),
+            **(model.status() if model is not None else {"events_applied": 0, "metrics": {}}),
+        }
+
+    def close(self) -> None:
+        """Checkpoint if anything is pending, release the lease and stop renewing."""
+        self.stopping.set()
+        with self.lock:
+            if self.token is None:
+                return
+            try:
+                if self.replica.seq > self.checkpoint_seq:
+                    self.checkpoint()
+                self.state.release(self.holder)
+            except (NotLeader, redis.RedisError) as exc:
+                log.warning("%s learner closed without a final checkpoint: %s", self.use_case.key, exc)
+            self.token = None
+

@@ -1,0 +1,57 @@
+"""Prometheus metrics of the functions and one-line logging with CloudEvent context."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "CHECKPOINT_BYTES",
+    "EVENTS",
+    "LEARN_SECONDS",
+    "MODEL_VERSION",
+    "PREDICTIONS",
+    "PREDICT_SECONDS",
+    "configure_logging",
+]
+
+EVENTS = Counter(
+    "coelho_learn_events_total",
+    "CloudEvents received by a learn function, by outcome "
+    "(applied, duplicate, rejected, not_leader, error).",
+    ["function", "outcome"],
+)
+LEARN_SECONDS = Histogram(
+    "coelho_learn_seconds", "Time to accept and apply one event (WAL append + learn).",
+    ["function"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
+)
+PREDICTIONS = Counter(
+    "coelho_predictions_total",
+    "Predict requests, by outcome (ok, rejected, no_model, error).",
+    ["function", "outcome"],
+)
+PREDICT_SECONDS = Histogram(
+    "coelho_predict_seconds", "Time to answer one predict request.",
+    ["function"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
+)
+MODEL_VERSION = Gauge(
+    "coelho_model_version", "WAL sequence number of the model a function serves or learns.",
+    ["function"],
+)
+CHECKPOINT_BYTES = Gauge(
+    "coelho_checkpoint_bytes", "Size of the last checkpoint written.", ["function"],
+)
+
+
+def configure_logging(level: str) -> None:
+    """Log to stdout, one line per record; callers put the CloudEvent id and type in messages."""
+    root = logging.getLogger()
+    if any(getattr(h, "_coelho", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler._coelho = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())

