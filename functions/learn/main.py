@@ -5,6 +5,7 @@ from __future__ import annotations
 import flask
 import functions_framework
 from cloudevents.http import CloudEvent
+
 from coelho.runtime.services import LearnService
 
 service = LearnService.mount(flask.current_app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import flask
 import functions_framework
+
 from coelho.runtime.services import PredictService
 
 service = PredictService.mount(flask.current_app)

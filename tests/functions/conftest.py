@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from flask.testing import FlaskClient
 import functions_framework
 import pytest
+from flask.testing import FlaskClient
 
 from coelho.runtime.services import close_all
 from support import ROOT

@@ -51,3 +51,14 @@ def reference(key: str, payloads: list[dict[str, Any]], preset: str = "default")
     for payload in payloads:
         model.learn(json.loads(json.dumps(payload)))
     return model
+
+
+def stream(key: str, count: int, seed: int = 1) -> list[dict[str, Any]]:
+    """`count` events from the use case's producer, deterministic for `seed`."""
+    from datetime import UTC, datetime
+    from itertools import islice
+
+    from coelho.producers.run import make_generator
+
+    start = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    return list(islice(make_generator(key, seed=seed, start=start), count))

@@ -1,0 +1,80 @@
+"""`coelho up` (what `make up` runs): embedded Valkey, six functions, three producers, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from support import sample
+
+
+def _free_block(size: int) -> int:
+    for base in range(23100, 30000, 97):
+        with socket.socket() as probe:
+            if all(probe.connect_ex(("127.0.0.1", base + i)) != 0 for i in range(size)):
+                return base
+    raise RuntimeError("no free port block")
+
+
+def _status(url: str) -> dict:
+    return requests.get(url + "/status", timeout=5).json()
+
+
+@pytest.mark.slow
+def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path):
+    base = _free_block(6)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PYTEST_CURRENT_TEST", "PORT")}
+    env["COELHO_DATA_DIR"] = str(tmp_path / "state")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "coelho.cli", "up", "--base-port", str(base), "--rate-scale", "15"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    eta_learn, eta_predict = f"http://127.0.0.1:{base + 2}", f"http://127.0.0.1:{base + 3}"
+    tfd_predict, ecci_predict = f"http://127.0.0.1:{base + 1}", f"http://127.0.0.1:{base + 5}"
+    try:
+        banner = ""
+        deadline = time.monotonic() + 90
+        while "Stop with Ctrl-C" not in banner:
+            line = up.stdout.readline()
+            assert line or up.poll() is None, banner
+            banner += line
+            assert time.monotonic() < deadline, banner
+        assert "curl -s -X POST" in banner and "eta-predict" in banner
+
+        def wait_events(url: str, count: int) -> dict:
+            limit = time.monotonic() + 120
+            while (status := _status(url))["events_applied"] < count:
+                assert time.monotonic() < limit, status
+                time.sleep(0.5)
+            return status
+
+        early = wait_events(eta_learn, 30)["metrics"]["RollingMAE"]
+        answer = requests.post(eta_predict + "/", json=sample("eta"), timeout=5).json()
+        assert answer["model_source"] == "live" and answer["eta_seconds"] > 0
+        late = wait_events(eta_learn, 400)["metrics"]["RollingMAE"]
+        assert late < early  # the producers' events make the model better
+        later = requests.post(eta_predict + "/", json=sample("eta"), timeout=5).json()
+        assert later["model_version"] > answer["model_version"]
+        for url, key in ((tfd_predict, "tfd"), (ecci_predict, "ecci")):
+            response = requests.post(url + "/", data=json.dumps(sample(key)), timeout=5,
+                                     headers={"content-type": "application/json"})
+            assert response.status_code in (200, 503), response.text
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=30)
+        up.stdout.close()
+    assert up.returncode == 0
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", base)) != 0  # the functions are gone
+    valkey_url = (tmp_path / "state" / "valkey" / "url").read_text()
+    port = int(valkey_url.rsplit(":", 1)[1])
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # and so is the embedded Valkey

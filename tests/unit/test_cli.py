@@ -1,0 +1,30 @@
+"""The `coelho` command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from coelho.runtime.catalog import FUNCTIONS
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "coelho.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_help_explains_the_commands():
+    out = run("--help").stdout
+    for word in ("up", "produce", "fn", "REDIS_URL", "COELHO_SIGNING_KEY"):
+        assert word in out
+
+
+def test_fn_list_prints_every_function_with_source_and_target():
+    out = run("fn", "list").stdout
+    for spec in FUNCTIONS:
+        assert spec.name in out and spec.target in out and str(spec.source) in out
+    assert all(spec.source.exists() for spec in FUNCTIONS)
+
+
+def test_fn_serve_unknown_name_is_a_clear_error():
+    result = run("fn", "serve", "nope")
+    assert result.returncode == 2 and "known: tfd-learn" in result.stderr

@@ -1,0 +1,29 @@
+"""Settings from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from coelho.config import ConfigError, Settings
+
+
+def test_defaults_need_no_environment():
+    settings = Settings.from_env({})
+    assert settings.redis_url is None and settings.max_event_bytes == 65536
+
+
+def test_values_are_cast_and_bad_values_named():
+    settings = Settings.from_env({"COELHO_CHECKPOINT_EVERY": "10", "REDIS_URL": "redis://x:1"})
+    assert settings.checkpoint_every == 10 and settings.redis_url == "redis://x:1"
+    with pytest.raises(ConfigError, match="COELHO_CHECKPOINT_EVERY"):
+        Settings.from_env({"COELHO_CHECKPOINT_EVERY": "-3"})
+    with pytest.raises(ConfigError, match="COELHO_LEASE_SECONDS"):
+        Settings.from_env({"COELHO_LEASE_SECONDS": "soon"})
+
+
+def test_development_signing_key_is_created_once(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    key = settings.resolved_signing_key()
+    assert key == settings.resolved_signing_key() and len(key) == 64
+    assert (tmp_path / "signing.key").stat().st_mode & 0o777 == 0o600
+    assert Settings(signing_key=b"k").resolved_signing_key() == b"k"
