@@ -41,6 +41,7 @@ class Settings:
     log_level: str = "INFO"
     service: str | None = None
     revision: str | None = None
+    sink: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,5 +97,6 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "log_level": ("COELHO_LOG_LEVEL", str),
     "service": ("K_SERVICE", str),
     "revision": ("K_REVISION", str),
+    "sink": ("K_SINK", str),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

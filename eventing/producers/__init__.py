@@ -1,0 +1,40 @@
+"""Event producers: reproducible, realistic TFD/ETA/ECCI streams shipped as CloudEvents.
+
+Modules: `tfd`, `eta`, `ecci` (generators), `cloudevent` (wrapping), `sink` (HTTP delivery),
+`run` (pacing and the ``coelho produce`` command).
+"""
+
+from __future__ import annotations
+
+from coelho.producers.base import EventGenerator
+from coelho.producers.cloudevent import to_cloudevent, to_json_line
+from coelho.producers.ecci import EcciGenerator
+from coelho.producers.eta import EtaGenerator
+from coelho.producers.run import (
+    GENERATORS,
+    ProduceReport,
+    add_produce_arguments,
+    make_generator,
+    produce,
+    run_from_args,
+)
+from coelho.producers.sink import DeliveryError, DeliveryStats, HttpSink
+from coelho.producers.tfd import TfdGenerator
+
+__all__ = [
+    "GENERATORS",
+    "DeliveryError",
+    "DeliveryStats",
+    "EcciGenerator",
+    "EtaGenerator",
+    "EventGenerator",
+    "HttpSink",
+    "ProduceReport",
+    "TfdGenerator",
+    "add_produce_arguments",
+    "make_generator",
+    "produce",
+    "run_from_args",
+    "to_cloudevent",
+    "to_json_line",
+]

@@ -1,0 +1,78 @@
+"""What every event generator shares: a seeded random source, schema checks, helpers.
+
+Examples
+--------
+>>> import random
+>>> random_uuid(random.Random(1))
+'cd613e30-d8f1-4adf-91b7-584a2265b1f5'
+>>> colour = Weighted.of({"red": 3.0, "blue": 1.0})
+>>> rng = random.Random(0)
+>>> sorted({colour.draw(rng) for _ in range(50)})
+['blue', 'red']
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from abc import ABC, abstractmethod
+from bisect import bisect
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any, ClassVar, Generic, TypeVar
+
+from coelho.core.usecase import UseCase
+
+__all__ = ["EventGenerator", "Weighted", "random_uuid"]
+
+T = TypeVar("T")
+
+
+def random_uuid(rng: random.Random) -> str:
+    """A version-4 UUID string drawn from `rng` (reproducible, unlike uuid.uuid4())."""
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+@dataclass(frozen=True)
+class Weighted(Generic[T]):
+    """A discrete distribution sampled by bisection of cumulative weights."""
+
+    values: tuple[T, ...]
+    cumulative: tuple[float, ...]
+
+    @classmethod
+    def of(cls, weights: Mapping[T, float]) -> Weighted[T]:
+        """Build from value → relative weight."""
+        if not weights or min(weights.values()) < 0 or sum(weights.values()) <= 0:
+            raise ValueError("weights must be non-negative with a positive sum")
+        return cls(tuple(weights), tuple(accumulate(weights.values())))
+
+    def draw(self, rng: random.Random) -> T:
+        """One value."""
+        return self.values[bisect(self.cumulative, rng.random() * self.cumulative[-1])]
+
+
+class EventGenerator(ABC, Iterator[dict[str, Any]]):
+    """An endless, reproducible iterator of schema-valid payloads of one use case.
+
+    Subclasses set `use_case` and implement `_next_payload`; every payload is checked against
+    the core schema before it is yielded, so a generator bug raises instead of emitting.
+    """
+
+    use_case: ClassVar[UseCase]
+
+    def __init__(self, *, seed: int) -> None:
+        self._rng = random.Random(seed)
+
+    def __iter__(self) -> EventGenerator:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        payload = self._next_payload()
+        self.use_case.schema.check(payload)
+        return payload
+
+    @abstractmethod
+    def _next_payload(self) -> dict[str, Any]:
+        """The next payload, in non-decreasing timestamp order."""

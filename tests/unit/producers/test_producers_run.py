@@ -1,0 +1,115 @@
+"""The `coelho produce` plumbing: options, destinations, pacing, clean stops, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coelho.producers import (
+    HttpSink,
+    add_produce_arguments,
+    produce,
+    run_from_args,
+    to_cloudevent,
+)
+from coelho.producers import run as run_module
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="coelho produce")
+    add_produce_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_options_have_help_and_sensible_defaults() -> None:
+    parser = argparse.ArgumentParser(prog="coelho produce")
+    add_produce_arguments(parser)
+    assert all(action.help for action in parser._actions)
+    args = _parse("eta")
+    assert (args.rate, args.count, args.seed, args.fraud_rate, args.start) == (
+        None, None, None, None, None)
+    assert _parse("tfd", "--start", "2026-03-02T08:00").start.utcoffset().total_seconds() == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ("tfd", "--sink", "http://x", "--out", "-"),
+    ("nope",),
+    ("tfd", "--start", "yesterday"),
+])
+def test_bad_command_lines_are_refused_by_the_parser(argv: tuple[str, ...]) -> None:
+    with pytest.raises(SystemExit):
+        _parse(*argv)
+
+
+def test_run_from_args_writes_events_and_returns_zero(tmp_path: Path) -> None:
+    out = tmp_path / "tfd.jsonl"
+    previous_handler = signal.getsignal(signal.SIGTERM)
+    args = _parse("tfd", "--rate", "0", "--count", "30", "--seed", "1", "--fraud-rate", "0.5",
+                  "--start", "2026-03-02T00:00:00+00:00", "--out", str(out))
+    assert run_from_args(args) == 0
+    assert len(out.read_text().splitlines()) == 30
+    assert signal.getsignal(signal.SIGTERM) is previous_handler
+
+
+@pytest.mark.parametrize("argv", [
+    ("eta", "--count", "1"),  # no --sink, --out or K_SINK
+    ("eta", "--count", "1", "--out", "-", "--fraud-rate", "0.1"),
+    ("eta", "--count", "1", "--out", "-", "--rate", "-2"),
+])
+def test_unusable_settings_exit_with_two(
+    monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...],
+) -> None:
+    monkeypatch.delenv("K_SINK", raising=False)
+    assert run_from_args(_parse(*argv)) == 2
+
+
+def test_an_unreachable_sink_exits_with_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    impatient = functools.partial(HttpSink, max_attempts=2, initial_backoff=0.0)
+    monkeypatch.setattr(run_module, "HttpSink", impatient)
+    assert run_from_args(_parse("eta", "--count", "1", "--sink", "http://127.0.0.1:9/")) == 1
+
+
+def test_paced_runs_keep_simulated_time_in_step_with_the_wall_clock(
+    tmp_path: Path, start: datetime,
+) -> None:
+    out = tmp_path / "eta.jsonl"
+    began = time.monotonic()
+    produce("eta", rate=40, count=20, seed=2, out=str(out), start=start)
+    elapsed = time.monotonic() - began
+    last = json.loads(out.read_text().splitlines()[-1])
+    simulated = (datetime.fromisoformat(last["time"]) - start).total_seconds()
+    assert simulated - 0.05 <= elapsed <= simulated + 1.0
+
+
+def test_ctrl_c_stops_cleanly_after_the_events_already_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: datetime,
+) -> None:
+    calls = 0
+
+    def interrupt_on_sixth(key: str, payload: dict[str, Any]) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 6:
+            raise KeyboardInterrupt
+        return to_cloudevent(key, payload)
+
+    monkeypatch.setattr("coelho.producers.run.to_cloudevent", interrupt_on_sixth)
+    out = tmp_path / "ecci.jsonl"
+    report = produce("ecci", rate=0, count=100, seed=1, out=str(out), start=start)
+    assert report.interrupted and report.produced == 5
+    assert len(out.read_text().splitlines()) == 5
+
+
+def test_a_random_seed_is_drawn_and_reported(tmp_path: Path, start: datetime) -> None:
+    first = produce("eta", rate=0, count=3, out=str(tmp_path / "a"), start=start)
+    replay = produce("eta", rate=0, count=3, seed=first.seed, out=str(tmp_path / "b"), start=start)
+    assert replay.seed == first.seed
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
