@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from coelho.config import ENVIRONMENT, Settings
 
@@ -19,7 +20,12 @@ COELHO RealTime: online machine learning on event streams, shipped as Knative fu
   coelho produce tfd --rate 5     stream synthetic events to a sink (K_SINK) or a file
   coelho fn list                  the deployable functions, their sources and targets
   coelho fn serve tfd-predict     serve one function exactly as its container would
+  coelho dispatch --sink tfd-learn=http://127.0.0.1:8081/   run the KafkaSources locally
+  coelho dlq list tfd             show dead-lettered events and why they failed
 """
+
+
+MANIFESTS = Path("eventing/knative")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")),
                        help="port to listen on (default: $PORT or 8080)")
 
+    dispatch = commands.add_parser(
+        "dispatch", help="run the KafkaSource manifests locally (Kafka → CloudEvents → functions)",
+        description="Consume the topics of every KafkaSource in --manifests and deliver each record to its sink "
+        "exactly as Knative's KafkaSource does: CloudEvents pass through, other records are wrapped; ordered or "
+        "unordered delivery; Knative's retry, back-off, timeout and dead-letter rules; in-order offset commits.",
+    )
+    dispatch.add_argument("--manifests", type=Path, default=MANIFESTS, help=f"manifest folder (default {MANIFESTS})")
+    dispatch.add_argument("--source", action="append", default=[], metavar="NAME",
+                          help="only this KafkaSource (repeatable; default: all)")
+    dispatch.add_argument("--sink", action="append", default=[], metavar="NAME=URL",
+                          help="local URL of a sink ref, e.g. tfd-learn=http://127.0.0.1:8081/ (repeatable)")
+    dispatch.add_argument("--commit-interval", type=float, default=5.0,
+                          help="seconds between offset commits (Knative: 5)")
+
+    dlq = commands.add_parser("dlq", help="inspect or re-drive a use case's dead-letter topic")
+    dlq.add_argument("action", choices=["list", "replay"], help="list: print dead letters; replay: re-produce them")
+    dlq.add_argument("source", help="use case key (tfd, eta, ecci) or KafkaSource name")
+    dlq.add_argument("--manifests", type=Path, default=MANIFESTS, help=f"manifest folder (default {MANIFESTS})")
+    dlq.add_argument("--limit", type=int, default=100, help="list at most this many (default 100)")
+
     up = commands.add_parser(
         "up", help="run the platform locally until Ctrl-C",
         description="Start the embedded Valkey (unless REDIS_URL is set), the six functions and the "
@@ -74,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_from_args(args)
     if args.command == "fn":
         return _fn(args)
+    if args.command in ("dispatch", "dlq"):
+        from coelho.dispatch.cli import run_dispatch, run_dlq
+
+        return run_dispatch(args, settings) if args.command == "dispatch" else run_dlq(args, settings)
     from coelho.runtime.launcher import run_platform
 
     return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers)

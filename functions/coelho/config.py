@@ -42,6 +42,7 @@ class Settings:
     service: str | None = None
     revision: str | None = None
     sink: str | None = None
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -98,5 +99,6 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "service": ("K_SERVICE", str),
     "revision": ("K_REVISION", str),
     "sink": ("K_SINK", str),
+    "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", str),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

@@ -1,0 +1,90 @@
+"""KafkaSource/KafkaSink manifests: the repo's own load, and bad ones are refused naming the field."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from coelho.dispatch.manifest import (
+    CONTROLLER_DEFAULT_DELIVERY,
+    DeliverySpec,
+    ManifestError,
+    load_manifests,
+    parse_duration,
+    parse_kafka_source,
+)
+from support import ROOT
+
+FOLDER = ROOT / "eventing" / "knative"
+
+
+def _tfd_doc() -> dict:
+    return yaml.safe_load((FOLDER / "kafkasource-tfd.yaml").read_text())
+
+
+def test_repository_manifests_load_with_explicit_delivery():
+    sources, sinks = load_manifests(FOLDER)
+    assert sorted(s.name for s in sources) == ["ecci-events", "eta-events", "tfd-events"]
+    for source in sources:
+        assert source.consumer_group.startswith("coelho-") and source.initial_offset == "earliest"
+        assert source.ordering == "ordered" and source.delivery.retry > 0
+        dls = source.delivery.dead_letter_sink
+        assert dls is not None and dls.kind == "KafkaSink" and dls.name in sinks
+        assert sinks[dls.name].topic == source.topics[0] + ".dead-letter"
+        assert source.sink.kind == "Service" and source.sink.name == source.name.replace("-events", "-learn")
+
+
+@pytest.mark.parametrize(("path", "value", "field"), [
+    (("spec", "bootstrapServers"), None, "spec.bootstrapServers"),
+    (("spec", "topics"), [], "spec.topics"),
+    (("spec", "consumerGroup"), "", "spec.consumerGroup"),
+    (("spec", "initialOffset"), "newest", "spec.initialOffset"),
+    (("spec", "ordering"), "random", "spec.ordering"),
+    (("spec", "delivery", "backoffPolicy"), "fibonacci", "spec.delivery.backoffPolicy"),
+    (("spec", "delivery", "backoffDelay"), "0.2s", "spec.delivery.backoffDelay"),
+    (("spec", "delivery", "timeout"), "PT", "spec.delivery.timeout"),
+    (("spec", "delivery", "retry"), -1, "spec.delivery.retry"),
+    (("spec", "sink"), {"ref": {"kind": "Service"}}, "spec.sink.ref"),
+    (("apiVersion",), "sources.knative.dev/v1alpha1", "apiVersion"),
+])
+def test_bad_field_is_named(path, value, field):
+    doc = copy.deepcopy(_tfd_doc())
+    target = doc
+    for part in path[:-1]:
+        target = target[part]
+    if value is None:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    with pytest.raises(ManifestError, match=rf"KafkaSource tfd-events: .*{field.replace('.', '[.]')}"):
+        parse_kafka_source(doc)
+
+
+def test_defaults_follow_knative():
+    doc = _tfd_doc()
+    del doc["spec"]["delivery"]
+    assert parse_kafka_source(doc).delivery == CONTROLLER_DEFAULT_DELIVERY
+    doc["spec"]["delivery"] = {"retry": 2}
+    delivery = parse_kafka_source(doc).delivery
+    assert (delivery.backoff_policy, delivery.backoff_delay, delivery.timeout) == ("exponential", 0.3, 600.0)
+
+
+def test_backoff_formulas():
+    exponential = DeliverySpec(retry=10, backoff_policy="exponential", backoff_delay=0.3)
+    assert [round(exponential.backoff(n), 1) for n in (1, 2, 10)] == [0.6, 1.2, 307.2]
+    assert round(sum(exponential.backoff(n) for n in range(1, 11)), 1) == 613.8  # the ~614 s of the defaults
+    linear = DeliverySpec(retry=3, backoff_policy="linear", backoff_delay=0.5)
+    assert [linear.backoff(n) for n in (1, 2, 3)] == [0.5, 1.0, 1.5]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("PT0.3S", 0.3), ("PT10S", 10), ("PT1M", 60), ("P1DT1H", 90000)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "P", "PT", "10s", "PT-1S", "1.5", "PTS"])
+def test_malformed_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
