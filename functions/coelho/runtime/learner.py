@@ -186,10 +186,14 @@ class Learner:
         """Share status (version, counters, metrics) through Redis for predictors and the UI."""
         self.status_at = time.monotonic()
         if self.token is not None:
-            self.state.write_status(self.token, self.status())
+            self.state.write_status(self.token, self._status())
 
     def status(self) -> dict[str, Any]:
-        """What the learner knows about itself."""
+        """What the learner knows about itself (consistent: taken under the model lock)."""
+        with self.lock:
+            return self._status()
+
+    def _status(self) -> dict[str, Any]:
         model = self.replica.model
         return {
             "use_case": self.use_case.key,
