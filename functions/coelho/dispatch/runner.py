@@ -146,11 +146,7 @@ def list_dead_letters(bootstrap_servers: str, topic: str, limit: int = 100, time
     consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"coelho-dlq-peek-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
-        if topic not in metadata.topics or metadata.topics[topic].error is not None:
-            return []
-        partitions = [TopicPartition(topic, p, 0) for p in metadata.topics[topic].partitions]
-        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=timeout)[1] for p in partitions}
+        ends = _end_offsets(consumer, topic, timeout)
         consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
         letters: list[DeadLetter] = []
         remaining = {p for p, end in ends.items() if end > 0}
@@ -171,18 +167,25 @@ def list_dead_letters(bootstrap_servers: str, topic: str, limit: int = 100, time
 
 def replay_dead_letters(bootstrap_servers: str, source: KafkaSource, dead_letter_topic: str,
                         timeout: float = 5.0) -> int:
-    """Re-produce every not-yet-replayed dead letter to the source's first topic, without error extensions.
+    """Re-produce the dead letters not replayed yet to the source's first topic, without error extensions.
 
-    The consumer group `<consumerGroup>-dlq-replay` remembers what was replayed; events keep their
-    `source` and `id`, so an event the learner had already applied stays a no-op.
+    The consumer group `<consumerGroup>-dlq-replay` remembers what was replayed. Only letters present
+    when the replay starts are taken, so an event that fails again is not replayed in a loop; events
+    keep their `source` and `id`, so one the learner had already applied stays a no-op.
     """
     consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"{source.consumer_group}-dlq-replay",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True})
     replayed = 0
     try:
-        consumer.subscribe([dead_letter_topic])
-        while (message := consumer.poll(timeout)) is not None:
+        ends = _end_offsets(consumer, dead_letter_topic, timeout)
+        starts = consumer.committed([TopicPartition(dead_letter_topic, p) for p in ends], timeout=timeout)
+        todo = {tp.partition: max(tp.offset, 0) for tp in starts if max(tp.offset, 0) < ends[tp.partition]}
+        consumer.assign([TopicPartition(dead_letter_topic, p, offset) for p, offset in todo.items()])
+        while todo:
+            message = consumer.poll(timeout)
+            if message is None:
+                raise RuntimeError(f"{dead_letter_topic}: no message within {timeout}s; replayed {replayed}")
             if message.error():
                 continue
             record = Record(message.topic(), message.partition(), message.offset(), message.key(), message.value(),
@@ -195,6 +198,17 @@ def replay_dead_letters(bootstrap_servers: str, source: KafkaSource, dead_letter
                 raise RuntimeError("the broker did not acknowledge a replayed event; nothing committed")
             consumer.commit(message=message, asynchronous=False)
             replayed += 1
+            if message.offset() + 1 >= ends[message.partition()]:
+                todo.pop(message.partition(), None)
     finally:
         consumer.close()
     return replayed
+
+
+def _end_offsets(consumer: Consumer, topic: str, timeout: float) -> dict[int, int]:
+    """High watermark of every partition of `topic` (empty when the topic does not exist)."""
+    metadata = consumer.list_topics(topic, timeout=timeout)
+    if topic not in metadata.topics or metadata.topics[topic].error is not None:
+        return {}
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+            for p in metadata.topics[topic].partitions}
