@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 QUICK ?=
+KAFKA ?=
 
 .PHONY: up test bench lint install clean help
 
@@ -19,8 +20,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the project with its pinned dependencies
 
-up: $(STAMP)  ## run the platform locally (embedded Valkey, six functions, three producers); Ctrl-C stops it
-	$(BIN)/coelho up
+up: $(STAMP)  ## run the platform locally (embedded Valkey, six functions, three producers); KAFKA=1 goes through Kafka
+	$(BIN)/coelho up $(if $(KAFKA),--kafka,)
 
 test: $(STAMP)  ## lint, then the whole test suite on real services
 	$(BIN)/ruff check functions eventing tests bench

@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--rate-scale", type=float, default=1.0,
                     help="multiply the producers' default rates (3.6, 1.8, 8 events/s)")
     up.add_argument("--no-producers", action="store_true", help="serve the functions only")
+    up.add_argument("--kafka", action="store_true",
+                    help="go through Kafka: a local broker (jars from Maven Central, cached in .cache/), producers "
+                    "on Kafka and the KafkaSource dispatcher (what `make up KAFKA=1` runs)")
     return parser
 
 
@@ -106,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_dispatch(args, settings) if args.command == "dispatch" else run_dlq(args, settings)
     from coelho.runtime.launcher import run_platform
 
-    return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers)
+    return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers, args.kafka)
 
 
 def _fn(args: argparse.Namespace) -> int:

@@ -29,12 +29,14 @@ def _status(url: str) -> dict:
 
 
 @pytest.mark.slow
-def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path):
+@pytest.mark.parametrize("kafka", [False, True], ids=["http", "kafka"])
+def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafka):
     base = _free_block(6)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PYTEST_CURRENT_TEST", "PORT")}
     env["COELHO_DATA_DIR"] = str(tmp_path / "state")
     up = subprocess.Popen(
-        [sys.executable, "-m", "coelho.cli", "up", "--base-port", str(base), "--rate-scale", "15"],
+        [sys.executable, "-m", "coelho.cli", "up", "--base-port", str(base), "--rate-scale", "15",
+         *(["--kafka"] if kafka else [])],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     eta_learn, eta_predict = f"http://127.0.0.1:{base + 2}", f"http://127.0.0.1:{base + 3}"
@@ -48,6 +50,7 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path):
             banner += line
             assert time.monotonic() < deadline, banner
         assert "curl -s -X POST" in banner and "eta-predict" in banner
+        assert ("coelho dlq list" in banner) is kafka
 
         def wait_events(url: str, count: int) -> dict:
             limit = time.monotonic() + 120
@@ -78,3 +81,14 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path):
     port = int(valkey_url.rsplit(":", 1)[1])
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0  # and so is the embedded Valkey
+    if kafka:
+        assert not (tmp_path / "state" / "kafka" / "kafka.pid").exists() or not _pid_alive(
+            int((tmp_path / "state" / "kafka" / "kafka.pid").read_text()))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not open(f"/proc/{pid}/stat").read().split()[2] == "Z"

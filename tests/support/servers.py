@@ -57,6 +57,9 @@ class FunctionServer:
     def kill(self) -> None:
         """SIGKILL the whole process group (gunicorn master and worker): a crash, no clean-up."""
         assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} had already exited ({self.process.returncode}); log:\n"
+                               f"{self.log_path.read_text()[-3000:]}")
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 

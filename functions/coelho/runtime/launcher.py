@@ -2,7 +2,9 @@
 
 Starts (or reuses) the embedded Valkey, serves the six functions with functions-framework
 exactly as their containers would, feeds the learn functions from the three producers, prints
-where everything is, and stops everything it started (by pid) on Ctrl-C.
+where everything is, and stops everything it started (by pid) on Ctrl-C. With `kafka=True` the
+producers write to a local Kafka broker instead, and `coelho dispatch` delivers from the topics
+to the learn functions exactly as the KafkaSources in `eventing/knative/` would on Knative.
 """
 
 from __future__ import annotations
@@ -19,13 +21,18 @@ from pathlib import Path
 import requests
 
 from coelho.adapters.embedded_redis import EmbeddedValkey
+from coelho.adapters.kafka_broker import KafkaBroker, KafkaBrokerError
 from coelho.config import Settings
 from coelho.core import USE_CASES
+from coelho.dispatch.manifest import load_manifests
 from coelho.runtime.catalog import FUNCTIONS, FunctionSpec
 
 __all__ = ["Platform", "run_platform"]
 
 log = logging.getLogger(__name__)
+
+#: The KafkaSource manifests (relative to the repository root, where `make up` runs).
+MANIFESTS = Path("eventing/knative")
 
 #: Events per second per producer: the original system's rates (≈3.6, 1.8 and 7-10 events/s).
 DEFAULT_RATES = {"tfd": 3.6, "eta": 1.8, "ecci": 8.0}
@@ -39,8 +46,11 @@ class Platform:
     base_port: int = 8081
     rate_scale: float = 1.0
     producers: bool = True
+    kafka: bool = False
+    manifests: Path = MANIFESTS
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-    valkey: object | None = None
+    valkey: EmbeddedValkey | None = None
+    broker: KafkaBroker | None = None
 
     def url(self, spec: FunctionSpec) -> str:
         index = [f for f in FUNCTIONS if f.role != "baseline"].index(spec)
@@ -56,8 +66,8 @@ class Platform:
             embedded = EmbeddedValkey(data_dir)
             url = embedded.running_url()
             if url is None:
-                self.valkey = embedded.start()
-                url = self.valkey.connection_url  # type: ignore[attr-defined]
+                url = embedded.start()
+                self.valkey = embedded
             env["REDIS_URL"] = url
         self.settings.resolved_signing_key()  # create the shared development key once
         logs = data_dir / "logs"
@@ -65,16 +75,32 @@ class Platform:
         served = [f for f in FUNCTIONS if f.role != "baseline"]
         for spec in served:
             self._spawn(spec.name, spec.command(int(self.url(spec).rsplit(":", 1)[1])), env, logs)
+        if self.kafka:
+            env["KAFKA_BOOTSTRAP_SERVERS"] = self._start_kafka(data_dir)
         for spec in served:
             _wait_healthy(self.url(spec) + "/healthz")
+        learners = {key: self.url(next(f for f in served if f.use_case == key and f.role == "learn")) + "/"
+                    for key in USE_CASES}
+        if self.kafka:
+            sinks = [arg for key, url in learners.items() for arg in ("--sink", f"{key}-learn={url}")]
+            self._spawn("dispatch", [sys.executable, "-m", "coelho.cli", "dispatch", "--manifests",
+                                     str(self.manifests), *sinks], env, logs)
         if self.producers:
             for key, rate in DEFAULT_RATES.items():
-                sink = self.url(next(f for f in served if f.use_case == key and f.role == "learn"))
-                command = [
-                    sys.executable, "-m", "coelho.cli", "produce", key,
-                    "--rate", str(rate * self.rate_scale), "--sink", sink + "/",
-                ]
+                target = ["--kafka"] if self.kafka else ["--sink", learners[key]]
+                command = [sys.executable, "-m", "coelho.cli", "produce", key, "--rate", str(rate * self.rate_scale),
+                           *target]
                 self._spawn(f"{key}-producer", command, env, logs)
+
+    def _start_kafka(self, data_dir: Path) -> str:
+        """Start (or reuse) the local broker and create every topic the manifests name."""
+        broker = KafkaBroker(data_dir / "kafka")
+        if broker.running_pid() is None:
+            broker.start()
+            self.broker = broker
+        sources, sinks = load_manifests(self.manifests)
+        broker.ensure_topics([t for s in sources for t in s.topics] + [s.topic for s in sinks.values()])
+        return broker.bootstrap_servers
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str], logs: Path) -> None:
         out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child's lifetime
@@ -94,6 +120,11 @@ class Platform:
             spec = next(f for f in FUNCTIONS if f.use_case == key and f.role == "predict")
             example = f"eventing/samples/{key}.json"
             lines.append(f"  curl -s -X POST {self.url(spec)}/ -H 'content-type: application/json' -d @{example}")
+        if self.kafka:
+            servers = self.broker.bootstrap_servers if self.broker else "the running broker"
+            lines.append(f"\nEvents go through Kafka at {servers}, delivered by `coelho dispatch` from "
+                         f"{self.manifests}/. Dead letters:")
+            lines.append(f"  KAFKA_BOOTSTRAP_SERVERS={servers} coelho dlq list tfd")
         lines.append(f"\nState and logs: {self.settings.data_dir.resolve()}   Stop with Ctrl-C.")
         return "\n".join(lines)
 
@@ -110,8 +141,10 @@ class Platform:
                 log.warning("%s did not stop in time; killing pid %d", name, child.pid)
                 child.kill()
                 child.wait()
+        if self.broker is not None:
+            self.broker.stop()
         if self.valkey is not None:
-            self.valkey.stop()  # type: ignore[attr-defined]
+            self.valkey.stop()
 
     def watch(self) -> None:
         """Block until Ctrl-C, reporting children that die."""
@@ -135,9 +168,9 @@ def _wait_healthy(url: str, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def run_platform(settings: Settings, base_port: int, rate_scale: float, producers: bool) -> int:
+def run_platform(settings: Settings, base_port: int, rate_scale: float, producers: bool, kafka: bool = False) -> int:
     """Run until interrupted; returns an exit code."""
-    platform = Platform(settings, base_port=base_port, rate_scale=rate_scale, producers=producers)
+    platform = Platform(settings, base_port=base_port, rate_scale=rate_scale, producers=producers, kafka=kafka)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         platform.start()
@@ -145,7 +178,7 @@ def run_platform(settings: Settings, base_port: int, rate_scale: float, producer
         platform.watch()
     except KeyboardInterrupt:
         print("\nstopping…", flush=True)
-    except (RuntimeError, TimeoutError) as exc:
+    except (RuntimeError, TimeoutError, KafkaBrokerError) as exc:
         log.error("%s", exc)
         return 1
     finally:

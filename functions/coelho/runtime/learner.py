@@ -1,10 +1,12 @@
 """The stateful learner: one writer per model, exactly-once application of accepted events.
 
 An event is *accepted* when a fenced Lua script has, atomically, marked its (`source`, `id`)
-as seen, given it the next sequence number and appended it to the write-ahead log. Only then
-is it learned in memory, in sequence order, under one lock. A crash after the append loses
-nothing (recovery replays the log) and a redelivery is a no-op (the dedup marker exists).
-Checkpoints every N events or T seconds bound the replay.
+as seen, given it the next sequence number and appended it to the write-ahead log. The request
+is acknowledged right then: the WAL, not memory, is the source of truth. One applier thread
+then learns accepted events in sequence order, so the model work overlaps with the next
+request's network and Redis round trips. A crash after the append loses nothing (recovery
+replays the log), a redelivery is a no-op (the dedup marker exists), and checkpoints every N
+events or T seconds bound the replay.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -33,6 +36,7 @@ __all__ = ["Learner", "NotLeader"]
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 1.0
+_STOP = -1
 
 
 class NotLeader(RuntimeError):
@@ -40,7 +44,13 @@ class NotLeader(RuntimeError):
 
 
 class Learner:
-    """Owns one use case's model while it holds the lease."""
+    """Owns one use case's model while it holds the lease.
+
+    Two locks: `lock` serialises accepting (WAL appends) and leadership changes; `model_lock`
+    guards the in-memory replica, checkpoints and status. A leadership change bumps
+    `generation`, so queued events of an earlier leadership are never applied on top of a
+    freshly recovered model (recovery has replayed them from the WAL already).
+    """
 
     def __init__(self, use_case: UseCase, state: RedisState, settings: Settings) -> None:
         self.use_case = use_case
@@ -50,6 +60,11 @@ class Learner:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.replica = Replica(state, self.signing_key)
         self.lock = threading.RLock()
+        self.model_lock = threading.RLock()
+        self.applied = threading.Condition(self.model_lock)
+        self.inbox: queue.SimpleQueue[tuple[int, int, dict[str, Any] | None]] = queue.SimpleQueue()
+        self.generation = 0
+        self.accepted_seq = 0
         self.token: str | None = None
         self.lost = threading.Event()
         self.stopping = threading.Event()
@@ -57,32 +72,57 @@ class Learner:
         self.checkpoint_at = time.monotonic()
         self.last_checkpoint: dict[str, Any] = {}
         self.status_at = 0.0
-        self.renewer: threading.Thread | None = None
+        self.threads: list[threading.Thread] = []
 
     @property
     def ttl_ms(self) -> int:
         return int(self.settings.lease_seconds * 1000)
 
     # accepting events ----------------------------------------------------------------------
-    def handle(self, source: str, event_id: str, payload: dict[str, Any]) -> AppendResult:
-        """Accept and apply one validated event, or recognise it as a duplicate."""
-        body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    def handle(self, source: str, event_id: str, payload: dict[str, Any], body: bytes | None = None) -> AppendResult:
+        """Accept one validated event (logged durably before this returns), or recognise a duplicate.
+
+        `body` is the payload's JSON text when the caller has it already (the request body).
+        """
+        if body is None:
+            body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
         with self.lock:
             self._ensure_leader()
             assert self.token is not None
-            result = self.state.append(
-                self.token, source, event_id, body.encode(), self.settings.dedup_ttl_seconds
-            )
+            result = self.state.append(self.token, source, event_id, body, self.settings.dedup_ttl_seconds)
             if result.fenced:
                 self._step_down("fenced out by a newer lease holder")
                 raise NotLeader("lost the lease to another learner")
             if result.accepted:
-                if result.seq != self.replica.seq + 1:  # someone wrote while we were not looking
-                    self.replica.catch_up()
-                else:
-                    self.replica.apply([WalEntry(result.seq, payload)])
-                self._after_apply()
+                contiguous = result.seq == self.accepted_seq + 1  # else someone wrote meanwhile: read the WAL
+                self.accepted_seq = result.seq
+                self.inbox.put((self.generation, result.seq, payload if contiguous else None))
             return result
+
+    def wait_applied(self, timeout: float = 10.0) -> bool:
+        """Block until every accepted event is in the in-memory model; False on timeout."""
+        target = self.accepted_seq
+        with self.applied:
+            return self.applied.wait_for(lambda: self.replica.seq >= target or self.token is None, timeout)
+
+    def _apply_loop(self) -> None:
+        while True:
+            generation, seq, payload = self.inbox.get()
+            if generation == _STOP:
+                return
+            with self.applied:
+                if generation != self.generation or self.replica.model is None or seq <= self.replica.seq:
+                    continue  # from an earlier leadership, or already replayed from the WAL
+                try:
+                    if payload is None:
+                        self.replica.catch_up()
+                    else:
+                        self.replica.apply([WalEntry(seq, payload)])
+                    self._after_apply()
+                except (NotLeader, redis.RedisError, LookupError) as exc:
+                    log.warning("%s applier: %s; the next event triggers recovery", self.use_case.key, exc)
+                    self.lost.set()
+                self.applied.notify_all()
 
     def _after_apply(self) -> None:
         now = time.monotonic()
@@ -99,13 +139,13 @@ class Learner:
         if self.token is not None and not self.lost.is_set():
             return
         if self.token is not None:
-            self._step_down("lease expired before renewal")
+            self._step_down("lease lost or applier failed")
         token = self.state.try_acquire(self.holder, self.ttl_ms)
         if token is None:
             raise NotLeader(f"lease held by {self.state.lease_holder()}")
         self.token = token
         self.lost.clear()
-        self._start_renewer()
+        self._start_threads()
         try:
             self._recover()
         except Exception:
@@ -114,30 +154,37 @@ class Learner:
 
     def _recover(self) -> None:
         started = time.perf_counter()
-        replica = self.replica
-        replica.model, replica.seq = None, 0
-        if not replica.load_checkpoint():
-            replica.model = OnlineModel(self.use_case, self.settings.model_preset)
-            self.checkpoint()  # seq 0: predictors start from the same fresh model and preset
-        self.checkpoint_seq = replica.seq
-        replayed = replica.catch_up()
-        log.info(
-            "%s learner %s leads with fence %s: checkpoint seq %d + %d replayed in %.3fs",
-            self.use_case.key, self.holder, self.token, self.checkpoint_seq, replayed,
-            time.perf_counter() - started,
-        )
-        self.publish_status()
+        with self.applied:
+            self.generation += 1
+            replica = self.replica
+            replica.model, replica.seq = None, 0
+            if not replica.load_checkpoint():
+                replica.model = OnlineModel(self.use_case, self.settings.model_preset)
+                self.checkpoint()  # seq 0: predictors start from the same fresh model and preset
+            self.checkpoint_seq = replica.seq
+            replayed = replica.catch_up()  # complete: our fence stops every other writer
+            self.accepted_seq = replica.seq
+            log.info("%s learner %s leads with fence %s: checkpoint seq %d + %d replayed in %.3fs",
+                     self.use_case.key, self.holder, self.token, self.checkpoint_seq, replayed,
+                     time.perf_counter() - started)
+            self.publish_status()
+            self.applied.notify_all()
 
     def _step_down(self, reason: str) -> None:
         log.warning("%s learner %s steps down: %s", self.use_case.key, self.holder, reason)
-        self.token = None
-        self.replica.model, self.replica.seq = None, 0
+        with self.applied:
+            self.generation += 1
+            self.token = None
+            self.replica.model, self.replica.seq = None, 0
+            self.applied.notify_all()
 
-    def _start_renewer(self) -> None:
-        if self.renewer is not None and self.renewer.is_alive():
+    def _start_threads(self) -> None:
+        if self.threads:
             return
-        self.renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
-        self.renewer.start()
+        for target, name in ((self._apply_loop, "learner-applier"), (self._renew_loop, "lease-renewer")):
+            thread = threading.Thread(target=target, name=f"{self.use_case.key}-{name}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
 
     def _renew_loop(self) -> None:
         period = self.settings.lease_seconds / 3
@@ -150,33 +197,37 @@ class Learner:
             self._idle_checkpoint()
 
     def _idle_checkpoint(self) -> None:
-        if not self.lock.acquire(blocking=False):
+        if not self.model_lock.acquire(blocking=False):
             return
         try:
             due = time.monotonic() - self.checkpoint_at >= self.settings.checkpoint_seconds
-            if self.token and self.replica.seq > self.checkpoint_seq and due:
+            if self.token and self.replica.model is not None and self.replica.seq > self.checkpoint_seq and due:
                 self.checkpoint()
+        except (NotLeader, redis.RedisError) as exc:
+            log.warning("%s idle checkpoint failed: %s", self.use_case.key, exc)
         finally:
-            self.lock.release()
+            self.model_lock.release()
 
     # durability ----------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
         """Write a signed checkpoint of the model at the current seq (fenced)."""
-        with self.lock:
-            assert self.token is not None and self.replica.model is not None
+        with self.model_lock:
+            token, model = self.token, self.replica.model
+            if token is None or model is None:
+                raise NotLeader("not the writer: nothing to checkpoint")
             started = time.perf_counter()
-            blob = dumps_signed(self.replica.model, self.signing_key)
+            blob = dumps_signed(model, self.signing_key)
             serialize_ms = (time.perf_counter() - started) * 1000
             seq = self.replica.seq
             meta = {
                 "created_at": datetime.now(UTC).isoformat(),
                 "serialize_ms": round(serialize_ms, 3),
-                "preset": self.replica.model.preset,
+                "preset": model.preset,
                 "holder": self.holder,
             }
             trim_below = seq - self.settings.checkpoint_every + 1
-            if not self.state.write_checkpoint(self.token, seq, blob, meta, trim_below):
-                self._step_down("fenced out while checkpointing")
+            if not self.state.write_checkpoint(token, seq, blob, meta, trim_below):
+                self.lost.set()
                 raise NotLeader("lost the lease while checkpointing")
             self.checkpoint_seq, self.checkpoint_at = seq, time.monotonic()
             self.last_checkpoint = {**meta, "seq": seq, "bytes": len(blob)}
@@ -185,40 +236,40 @@ class Learner:
     def publish_status(self) -> None:
         """Share status (version, counters, metrics) through Redis for predictors and the UI."""
         self.status_at = time.monotonic()
-        if self.token is not None:
-            self.state.write_status(self.token, self._status())
+        token = self.token
+        if token is not None:
+            self.state.write_status(token, self.status())
 
     def status(self) -> dict[str, Any]:
-        """What the learner knows about itself (consistent: taken under the model lock)."""
-        with self.lock:
-            return self._status()
-
-    def _status(self) -> dict[str, Any]:
-        model = self.replica.model
-        return {
-            "use_case": self.use_case.key,
-            "role": "learner",
-            "leader": self.token is not None and not self.lost.is_set(),
-            "holder": self.holder,
-            "fence": self.token,
-            "model_version": self.replica.seq,
-            "apply_errors": self.replica.apply_errors,
-            "last_checkpoint": self.last_checkpoint,
-            "updated_at": datetime.now(UTC).isoformat(),
-            **(model.status() if model is not None else {"events_applied": 0, "metrics": {}}),
-        }
+        """What the learner knows about itself, taken under the model lock."""
+        with self.model_lock:
+            model = self.replica.model
+            return {
+                "use_case": self.use_case.key,
+                "role": "learner",
+                "leader": self.token is not None and not self.lost.is_set(),
+                "holder": self.holder,
+                "fence": self.token,
+                "model_version": self.replica.seq,
+                "accepted_version": self.accepted_seq,
+                "apply_errors": self.replica.apply_errors,
+                "last_checkpoint": self.last_checkpoint,
+                "updated_at": datetime.now(UTC).isoformat(),
+                **(model.status() if model is not None else {"events_applied": 0, "metrics": {}}),
+            }
 
     def close(self) -> None:
-        """Checkpoint if anything is pending, release the lease and stop renewing."""
+        """Apply what was accepted, checkpoint if anything is pending, release the lease, stop the threads."""
         self.stopping.set()
         with self.lock:
-            if self.token is None:
-                return
-            try:
-                if self.replica.seq > self.checkpoint_seq:
-                    self.checkpoint()
-                self.state.release(self.holder)
-            except (NotLeader, redis.RedisError) as exc:
-                log.warning("%s learner closed without a final checkpoint: %s", self.use_case.key, exc)
-            self.token = None
-
+            if self.token is not None:
+                self.wait_applied(timeout=30)
+                try:
+                    with self.model_lock:
+                        if self.replica.seq > self.checkpoint_seq:
+                            self.checkpoint()
+                    self.state.release(self.holder)
+                except (NotLeader, redis.RedisError) as exc:
+                    log.warning("%s learner closed without a final checkpoint: %s", self.use_case.key, exc)
+                self.token = None
+        self.inbox.put((_STOP, 0, None))

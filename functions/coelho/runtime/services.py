@@ -106,6 +106,10 @@ class LearnService(_Service):
 
     def __init__(self, app: flask.Flask, settings: Settings) -> None:
         super().__init__(app, settings)
+        self.counters = {outcome: telemetry.EVENTS.labels(self.name, outcome)
+                         for outcome in ("applied", "duplicate", "rejected", "not_leader")}
+        self.seconds = telemetry.LEARN_SECONDS.labels(self.name)
+        self.version = telemetry.MODEL_VERSION.labels(self.name)
         app.config["MAX_CONTENT_LENGTH"] = settings.max_event_bytes
         # A POST that is not a CloudEvent makes the framework try a legacy conversion that ends
         # in 415; for a CloudEvent endpoint that is a malformed request (400, never retried).
@@ -117,21 +121,19 @@ class LearnService(_Service):
         return learner
 
     def handle(self, event: CloudEvent) -> None:
-        """Accept one CloudEvent: 2xx when applied or a duplicate, 4xx when invalid, 503 when not leader."""
+        """Accept one CloudEvent: 2xx when logged or a duplicate, 4xx when invalid, 503 when not leader."""
         started = time.perf_counter()
         ctx = f"ce-id={event['id']} ce-type={event['type']}"
         payload = self._payload(event, ctx)
         try:
-            result = self.engine().handle(event["source"], event["id"], payload)
+            result = self.engine().handle(event["source"], event["id"], payload, _binary_json_body())
         except NotLeader as exc:
-            telemetry.EVENTS.labels(self.name, "not_leader").inc()
+            self.counters["not_leader"].inc()
             log.warning("%s not accepted: %s", ctx, exc)
             reject(503, f"not the model's writer right now: {exc}", **{"Retry-After": "1"})
-        outcome = "applied" if result.accepted else "duplicate"
-        telemetry.EVENTS.labels(self.name, outcome).inc()
-        telemetry.LEARN_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        telemetry.MODEL_VERSION.labels(self.name).set(self.engine().replica.seq)
-        log.debug("%s %s seq=%d", ctx, outcome, result.seq)
+        self.counters["applied" if result.accepted else "duplicate"].inc()
+        self.seconds.observe(time.perf_counter() - started)
+        self.version.set(result.seq if result.accepted else self.engine().accepted_seq)
 
     def _payload(self, event: CloudEvent, ctx: str) -> dict[str, Any]:
         uc = self.use_case
@@ -147,10 +149,23 @@ class LearnService(_Service):
         if not problems:
             problems = uc.schema.validate(data)
         if problems:
-            telemetry.EVENTS.labels(self.name, "rejected").inc()
+            self.counters["rejected"].inc()
             log.warning("%s rejected: %s", ctx, "; ".join(f"{p.field} {p.message}" for p in problems))
             reject(422, "invalid event", problems)
         return data
+
+
+    def _status_view(self) -> dict[str, Any]:
+        self.engine().wait_applied(timeout=1.0)  # report every acknowledged event
+        return super()._status_view()
+
+
+def _binary_json_body() -> bytes | None:
+    """The request body when it is the event's JSON data itself (binary content mode)."""
+    request = flask.request
+    if "ce-specversion" in request.headers and (request.mimetype or "").endswith("json"):
+        return request.get_data()
+    return None
 
 
 class PredictService(_Service):
