@@ -41,7 +41,7 @@ def test_restart_from_checkpoint_and_wal_equals_reference(make_learner, redis_cl
     second = make_learner(key, checkpoint_every=64)
     for i, payload in enumerate(events):  # the sender re-sends everything: the first 250 are duplicates
         second.handle("/src", str(i), payload)
-    assert second.wait_applied()
+    second.drain()
     assert second.checkpoint_seq >= 192
     assert second.replica.seq == 300
     expected = reference(key, events)
@@ -54,7 +54,7 @@ def test_wal_is_trimmed_behind_checkpoints(make_learner, redis_client):
     learner = make_learner("ecci", checkpoint_every=50)
     for i, payload in enumerate(stream("ecci", 230, seed=2)):
         learner.handle("/src", str(i), payload)
-    assert learner.wait_applied()
+    learner.drain()
     assert learner.checkpoint_seq == 200
     assert redis_client.xlen(learner.state.key("wal")) == 230 - 150  # keeps one interval for predictors
 
@@ -67,7 +67,7 @@ def test_predictor_jumps_to_checkpoint_when_wal_is_trimmed(make_learner, setting
     predictor.refresh()
     for i, payload in enumerate(events[1:], start=1):
         learner.handle("/src", str(i), payload)
-    assert learner.wait_applied()
+    learner.drain()
     predictor.refresh()
     assert predictor.replica.seq == 100
     assert predictor.replica.model.predict(events[0]) == reference("tfd", events).predict(events[0])
@@ -76,7 +76,7 @@ def test_predictor_jumps_to_checkpoint_when_wal_is_trimmed(make_learner, setting
 def test_tampered_checkpoint_is_refused(make_learner, redis_client):
     learner = make_learner("tfd")
     learner.handle("/src", "0", stream("tfd", 1)[0])
-    learner.wait_applied()
+    learner.drain()
     key = learner.state.key("ckpt")
     blob = redis_client.get(key)
     evil = blob[:-8] + pickle.dumps("x")[-8:]

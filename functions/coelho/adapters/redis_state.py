@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.connection
 
 __all__ = ["AppendResult", "Checkpoint", "RedisState", "WalEntry"]
 
@@ -105,6 +106,7 @@ class RedisState:
         self.client = client
         self.base = f"{prefix}:{use_case}:"
         self._append = client.register_script(_APPEND)
+        self._append_connection: redis.connection.AbstractConnection | None = None
         self._checkpoint = client.register_script(_CHECKPOINT)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
@@ -141,10 +143,27 @@ class RedisState:
 
     # write-ahead log -----------------------------------------------------------------------
     def append(self, token: str, source: str, event_id: str, payload: bytes, ttl_s: int) -> AppendResult:
-        """Atomically dedup on (`source`, `id`), number the event and log it (fenced)."""
+        """Atomically dedup on (`source`, `id`), number the event and log it (fenced).
+
+        This is the per-event hot path, so it uses one dedicated connection (callers serialise
+        appends) instead of the pool. A connection error is raised, never retried here: the
+        sender's redelivery is safe, since the dedup marker and the WAL entry are written together.
+        """
         digest = hashlib.blake2b(f"{source}\x00{event_id}".encode(), digest_size=16).hexdigest()
-        keys = [self.key("fence"), self.key("seen:" + digest), self.key("seq"), self.key("wal")]
-        return AppendResult(int(self._append(keys=keys, args=[token, payload, ttl_s])))
+        keys = (self.key("fence"), self.key("seen:" + digest), self.key("seq"), self.key("wal"))
+        if self._append_connection is None:
+            self._append_connection = self.client.connection_pool.make_connection()
+        connection = self._append_connection
+        try:
+            connection.send_command("EVALSHA", self._append.sha, 4, *keys, token, payload, ttl_s)
+            reply = connection.read_response()
+        except redis.exceptions.NoScriptError:
+            self._append.sha = self.client.script_load(_APPEND)
+            return self.append(token, source, event_id, payload, ttl_s)
+        except redis.RedisError:
+            connection.disconnect()
+            raise
+        return AppendResult(int(reply))
 
     def read_wal(self, after: int, count: int = 10_000) -> list[WalEntry]:
         """Entries with seq > `after`, oldest first."""

@@ -2,11 +2,11 @@
 
 An event is *accepted* when a fenced Lua script has, atomically, marked its (`source`, `id`)
 as seen, given it the next sequence number and appended it to the write-ahead log. The request
-is acknowledged right then: the WAL, not memory, is the source of truth. One applier thread
-then learns accepted events in sequence order, so the model work overlaps with the next
-request's network and Redis round trips. A crash after the append loses nothing (recovery
-replays the log), a redelivery is a no-op (the dedup marker exists), and checkpoints every N
-events or T seconds bound the replay.
+is acknowledged right then: the WAL, not memory, is the source of truth. Accepted events are
+queued and learned in sequence order by `drain()`, which the learn function runs once its
+response has been sent, so the model work overlaps with the caller's turnaround. A crash after
+the append loses nothing (recovery replays the log), a redelivery is a no-op (the dedup marker
+exists), and checkpoints every N events or T seconds bound the replay.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ __all__ = ["Learner", "NotLeader"]
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 1.0
-_STOP = -1
 
 
 class NotLeader(RuntimeError):
@@ -61,7 +60,6 @@ class Learner:
         self.replica = Replica(state, self.signing_key)
         self.lock = threading.RLock()
         self.model_lock = threading.RLock()
-        self.applied = threading.Condition(self.model_lock)
         self.inbox: queue.SimpleQueue[tuple[int, int, dict[str, Any] | None]] = queue.SimpleQueue()
         self.generation = 0
         self.accepted_seq = 0
@@ -72,7 +70,7 @@ class Learner:
         self.checkpoint_at = time.monotonic()
         self.last_checkpoint: dict[str, Any] = {}
         self.status_at = 0.0
-        self.threads: list[threading.Thread] = []
+        self.renewer: threading.Thread | None = None
 
     @property
     def ttl_ms(self) -> int:
@@ -97,32 +95,35 @@ class Learner:
                 contiguous = result.seq == self.accepted_seq + 1  # else someone wrote meanwhile: read the WAL
                 self.accepted_seq = result.seq
                 self.inbox.put((self.generation, result.seq, payload if contiguous else None))
+            elif (last := self.state.last_seq()) > self.accepted_seq:
+                # A redelivery of an event whose first append succeeded but whose reply was lost:
+                # it is in the WAL, so learn it (and anything else) from there.
+                self.accepted_seq = last
+                self.inbox.put((self.generation, last, None))
             return result
 
-    def wait_applied(self, timeout: float = 10.0) -> bool:
-        """Block until every accepted event is in the in-memory model; False on timeout."""
-        target = self.accepted_seq
-        with self.applied:
-            return self.applied.wait_for(lambda: self.replica.seq >= target or self.token is None, timeout)
+    def drain(self) -> int:
+        """Learn every accepted event not learned yet, in sequence order; returns how many.
 
-    def _apply_loop(self) -> None:
-        while True:
-            generation, seq, payload = self.inbox.get()
-            if generation == _STOP:
-                return
-            with self.applied:
+        The learn function calls this after its response is on the wire, so the model work
+        overlaps with the caller's turnaround instead of delaying the acknowledgement.
+        """
+        applied = 0
+        with self.model_lock:
+            while True:
+                try:
+                    generation, seq, payload = self.inbox.get_nowait()
+                except queue.Empty:
+                    return applied
                 if generation != self.generation or self.replica.model is None or seq <= self.replica.seq:
                     continue  # from an earlier leadership, or already replayed from the WAL
                 try:
-                    if payload is None:
-                        self.replica.catch_up()
-                    else:
-                        self.replica.apply([WalEntry(seq, payload)])
+                    applied += self.replica.catch_up() if payload is None else self.replica.apply(
+                        [WalEntry(seq, payload)])
                     self._after_apply()
                 except (NotLeader, redis.RedisError, LookupError) as exc:
-                    log.warning("%s applier: %s; the next event triggers recovery", self.use_case.key, exc)
+                    log.warning("%s learner: %s; the next event triggers recovery", self.use_case.key, exc)
                     self.lost.set()
-                self.applied.notify_all()
 
     def _after_apply(self) -> None:
         now = time.monotonic()
@@ -145,7 +146,7 @@ class Learner:
             raise NotLeader(f"lease held by {self.state.lease_holder()}")
         self.token = token
         self.lost.clear()
-        self._start_threads()
+        self._start_renewer()
         try:
             self._recover()
         except Exception:
@@ -154,7 +155,7 @@ class Learner:
 
     def _recover(self) -> None:
         started = time.perf_counter()
-        with self.applied:
+        with self.model_lock:
             self.generation += 1
             replica = self.replica
             replica.model, replica.seq = None, 0
@@ -168,23 +169,19 @@ class Learner:
                      self.use_case.key, self.holder, self.token, self.checkpoint_seq, replayed,
                      time.perf_counter() - started)
             self.publish_status()
-            self.applied.notify_all()
 
     def _step_down(self, reason: str) -> None:
         log.warning("%s learner %s steps down: %s", self.use_case.key, self.holder, reason)
-        with self.applied:
+        with self.model_lock:
             self.generation += 1
             self.token = None
             self.replica.model, self.replica.seq = None, 0
-            self.applied.notify_all()
 
-    def _start_threads(self) -> None:
-        if self.threads:
+    def _start_renewer(self) -> None:
+        if self.renewer is not None and self.renewer.is_alive():
             return
-        for target, name in ((self._apply_loop, "learner-applier"), (self._renew_loop, "lease-renewer")):
-            thread = threading.Thread(target=target, name=f"{self.use_case.key}-{name}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
+        self.renewer = threading.Thread(target=self._renew_loop, name=f"{self.use_case.key}-lease", daemon=True)
+        self.renewer.start()
 
     def _renew_loop(self) -> None:
         period = self.settings.lease_seconds / 3
@@ -200,6 +197,7 @@ class Learner:
         if not self.model_lock.acquire(blocking=False):
             return
         try:
+            self.drain()
             due = time.monotonic() - self.checkpoint_at >= self.settings.checkpoint_seconds
             if self.token and self.replica.model is not None and self.replica.seq > self.checkpoint_seq and due:
                 self.checkpoint()
@@ -241,8 +239,9 @@ class Learner:
             self.state.write_status(token, self.status())
 
     def status(self) -> dict[str, Any]:
-        """What the learner knows about itself, taken under the model lock."""
+        """What the learner knows about itself, every accepted event included."""
         with self.model_lock:
+            self.drain()
             model = self.replica.model
             return {
                 "use_case": self.use_case.key,
@@ -263,7 +262,7 @@ class Learner:
         self.stopping.set()
         with self.lock:
             if self.token is not None:
-                self.wait_applied(timeout=30)
+                self.drain()
                 try:
                     with self.model_lock:
                         if self.replica.seq > self.checkpoint_seq:
@@ -272,4 +271,3 @@ class Learner:
                 except (NotLeader, redis.RedisError) as exc:
                     log.warning("%s learner closed without a final checkpoint: %s", self.use_case.key, exc)
                 self.token = None
-        self.inbox.put((_STOP, 0, None))

