@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "from the environment exactly as in the container.",
     )
     serve.add_argument("name", help="function name, e.g. tfd-learn (see `coelho fn list`)")
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")),
+    serve.add_argument("--port", type=int, default=None,
                        help="port to listen on (default: $PORT or 8080)")
 
     dispatch = commands.add_parser(
@@ -125,7 +125,7 @@ def _fn(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(exc.args[0], file=sys.stderr)
         return 2
-    command = spec.command(args.port)
+    command = spec.command(args.port or Settings.from_env().port)
     os.execv(command[0], command)
     return 0  # pragma: no cover - execv does not return
 

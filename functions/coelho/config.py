@@ -43,6 +43,9 @@ class Settings:
     revision: str | None = None
     sink: str | None = None
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    cache_dir: Path | None = None
+    functions_dir: Path | None = None
+    port: int = 8080
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -100,5 +103,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "revision": ("K_REVISION", str),
     "sink": ("K_SINK", str),
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", str),
+    "cache_dir": ("COELHO_CACHE_DIR", Path),
+    "functions_dir": ("COELHO_FUNCTIONS_DIR", Path),
+    "port": ("PORT", _positive(int)),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

@@ -35,6 +35,8 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from coelho.config import Settings
+
 __all__ = ["KafkaBroker", "KafkaBrokerError", "default_cache_dir", "fetch_libs", "kafka_version"]
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,6 @@ _started: list[KafkaBroker] = []  # stopped at interpreter exit unless stopped (
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
-CACHE_ENV = "COELHO_CACHE_DIR"
 MARKER = ".complete"
 PID_FILE = "kafka.pid"
 PROPERTIES_FILE = "server.properties"
@@ -78,8 +79,8 @@ class KafkaBrokerError(RuntimeError):
 
 def default_cache_dir() -> Path:
     """`$COELHO_CACHE_DIR` when set, else `.cache/` at the repository root (git-ignored)."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser().resolve() if env else REPO_ROOT / ".cache"
+    configured = Settings.from_env().cache_dir
+    return configured.expanduser().resolve() if configured else REPO_ROOT / ".cache"
 
 
 def kafka_version(pom: Path = POM) -> str:

@@ -11,11 +11,12 @@ Service manifests reference (FUNCTION_TARGET / FUNCTION_SIGNATURE_TYPE).
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from coelho.config import Settings
 
 __all__ = ["FUNCTIONS", "FunctionSpec", "find", "functions_dir"]
 
@@ -24,8 +25,7 @@ Role = Literal["learn", "predict", "baseline"]
 
 def functions_dir() -> Path:
     """Folder holding the entry points: COELHO_FUNCTIONS_DIR, else this checkout's functions/."""
-    override = os.environ.get("COELHO_FUNCTIONS_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[2]
+    return Settings.from_env().functions_dir or Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
