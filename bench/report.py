@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BASELINES", "METRICS_HELP", "Row", "render", "rounded", "rows"]
+__all__ = ["BASELINES", "METRICS_HELP", "Row", "kafka_rows", "render", "rounded", "rows"]
 
 MIB = 1024 * 1024
 EFFICIENCY_MIN = 0.7
@@ -14,6 +14,8 @@ P99_RATIO_MAX = 2.0
 COLD_START_MAX_S = 1.5
 CHECKPOINT_MAX_BYTES = 10 * MIB
 SERIALIZE_MAX_MS = 100.0
+KAFKA_P99_MAX_MS = 50.0
+KAFKA_TARGET_RATE = 1000  # events/s at which kafka_e2e's p99 has a target
 
 #: What each baseline is; stored in results.json under "baselines".
 BASELINES: dict[str, str] = {
@@ -31,6 +33,11 @@ BASELINES: dict[str, str] = {
     "gunicorn start-up with no model.",
     "quality.original_config": "the original system's model configuration (preset 'original') on the same "
     "prequential stream.",
+    "kafka_e2e.rates[].hello_*": "the same paced events through the same Kafka path (broker, KafkaSource "
+    "dispatcher, 3 partitions, ordered) into the no-op hello-event function: Kafka, dispatcher and HTTP cost alone; "
+    "p99_ratio = p99_ms / hello_p99_ms.",
+    "kafka_e2e.hello_max_events_per_s": "the same backlog drained through the same Kafka path into hello-event: "
+    "the ceiling of ordered delivery on this machine; max_ratio = max_events_per_s / hello_max_events_per_s.",
 }
 
 METRICS_HELP = """\
@@ -51,6 +58,17 @@ alternate in rounds and each figure is its best round, the one least disturbed b
   quality.default          prequential champion metric (TFD FBeta, ETA MAE, ECCI Silhouette) of the default preset;
   quality.original_config  the same for the original system's configuration on the same stream; target: default
                            at least as good
+  kafka_e2e                tfd, on a Kafka broker the run starts, one round each: binary CloudEvents of fresh
+                           events produced (KafkaSink) to a 3-partition topic, delivered in order (one in flight
+                           per partition) by the KafkaSource dispatcher (in process) to a fresh tfd-learn
+  kafka_e2e.rates[]        producer paced at `rate` (100 and 1000 ev/s) for 5 s (15 s full); p50_ms/p99_ms: record
+                           timestamp (producer CreateTime) to the learner's 2xx (the event is durable in the WAL);
+                           hello_*: the same events through the same path into hello-event; target p99_ms <= 50
+                           at 1000 ev/s
+  kafka_e2e.max_events_per_s
+                           drain rate of a backlog (10k events; 30k full) produced before the dispatcher starts:
+                           events/s from the first 2xx to the last; hello_max_events_per_s the same into hello-event
+  kafka_e2e.applied        the learner's events_applied delta; target: = produced, none dead-lettered or dropped
 Targets are printed as PASS/FAIL; a FAIL never fails the process."""
 
 
@@ -63,7 +81,7 @@ class Row:
     measured: str
     detail: str
     target: str
-    ok: bool
+    ok: bool | None  # None: a figure without a target
 
     def as_json(self) -> dict[str, Any]:
         return {"figure": self.figure, "measured": self.measured, "target": self.target, "pass": self.ok}
@@ -100,6 +118,31 @@ def rows(key: str, result: Mapping[str, Any]) -> list[Row]:
     ]
 
 
+def kafka_rows(result: Mapping[str, Any]) -> list[Row]:
+    """The table rows of kafka_e2e (one per paced rate, the drain rate, the applied check)."""
+    key = result.get("use_case", "tfd")
+    target = f"<= {KAFKA_P99_MAX_MS:.0f} ms"
+    if "error" in result:
+        return [Row(key, f"kafka e2e p99 @ {KAFKA_TARGET_RATE:,} ev/s", "n/a", result["error"][:100], target, False)]
+    table = []
+    for entry in result["rates"]:
+        has_target = entry["rate"] == KAFKA_TARGET_RATE
+        table.append(Row(
+            key, f"kafka e2e p99 @ {entry['rate']:,} ev/s", f"{entry['p99_ms']:.1f} ms",
+            f"p50 {entry['p50_ms']:.1f} ms; {entry['count']:,} ev at {entry['events_per_s']:,.0f} ev/s; "
+            f"hello p50/p99 {entry['hello_p50_ms']:.1f}/{entry['hello_p99_ms']:.1f} ms",
+            target if has_target else "-", entry["p99_ms"] <= KAFKA_P99_MAX_MS if has_target else None,
+        ))
+    backlog = result["backlog"]
+    table.append(Row(key, "kafka e2e max rate", f"{result['max_events_per_s']:,.0f} ev/s",
+                     f"hello {result['hello_max_events_per_s']:,.0f} ev/s (ratio {result['max_ratio']:.2f}); "
+                     f"{backlog['count']:,}-event backlog, {result['partitions']} partitions in order", "-", None))
+    table.append(Row(key, "kafka e2e applied", f"{result['applied']:,}/{result['produced']:,}",
+                     "learner events_applied delta / events produced; none dead-lettered", "all",
+                     result["applied"] == result["produced"]))
+    return table
+
+
 def rounded(value: Any, digits: int = 4) -> Any:
     """`value` with every float rounded to `digits` significant digits (for results.json)."""
     if isinstance(value, float):
@@ -115,7 +158,8 @@ def render(table: Sequence[Row]) -> str:
     """A plain-text table with a PASS/FAIL column."""
     header = ("use case", "figure", "measured", "baseline / detail", "target", "result")
     lines = [header] + [
-        (r.use_case, r.figure, r.measured, r.detail, r.target, "PASS" if r.ok else "FAIL") for r in table
+        (r.use_case, r.figure, r.measured, r.detail, r.target, {True: "PASS", False: "FAIL", None: "-"}[r.ok])
+        for r in table
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]

@@ -1,11 +1,11 @@
-"""COELHO benchmarks: learn throughput, predict latency, cold start, checkpoint cost and model quality.
+"""COELHO benchmarks: learn throughput, predict latency, cold start, checkpoint cost, model quality, Kafka path.
 
 Every figure is a ratio against (or sits next to) a baseline measured in the same run, on the same
-events, because the machine is small and shared. The run starts its own Valkey and function servers
-on 127.0.0.1 and stops them by pid at the end, also on error or Ctrl-C. Progress goes to stderr, the
-table to stdout, everything to bench/results.json.
+events, because the machine is small and shared. The run starts its own Valkey, function servers and
+(for kafka_e2e) Kafka broker on 127.0.0.1 and stops them by pid at the end, also on error or Ctrl-C.
+Progress goes to stderr, the table to stdout, everything to bench/results.json.
 
-    .venv/bin/python bench/run.py [--quick]
+    .venv/bin/python bench/run.py [--quick] [--skip-kafka | --kafka-only]
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import measure
-from report import BASELINES, METRICS_HELP, render, rounded, rows
+from kafka_e2e import kafka_e2e
+from report import BASELINES, METRICS_HELP, kafka_rows, render, rounded, rows
 from servers import FunctionProcess, Processes
 from workload import stream
 
@@ -44,9 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true",
-                        help="smaller samples: under 3 minutes on 2 cores (the full run takes about 5 minutes)")
+                        help="smaller samples: under 3 minutes on 2 cores (the full run takes about 6 minutes)")
     parser.add_argument("--only", action="append", choices=USE_CASE_KEYS, metavar="KEY",
                         help="benchmark only this use case (repeatable; default: tfd, eta and ecci)")
+    kafka = parser.add_mutually_exclusive_group()
+    kafka.add_argument("--skip-kafka", action="store_true",
+                       help="leave out kafka_e2e (it starts a Kafka broker: needs java, and mvn on the first run)")
+    kafka.add_argument("--kafka-only", action="store_true", help="run kafka_e2e alone (no use-case figures)")
     return parser.parse_args(argv)
 
 
@@ -72,6 +77,15 @@ def bench_use_case(
     result["cold_start"] = measure.cold_start(key, model, events[plan.cold_events], processes, plan)
     result["quality"] = measure.quality(key, events[: plan.quality_events])
     return result
+
+
+def bench_kafka(processes: Processes, hello_event: FunctionProcess, plan: measure.Plan) -> dict[str, Any]:
+    """kafka_e2e; a failure (no java, no broker, a stalled route) is recorded and fails its row, not the run."""
+    try:
+        return kafka_e2e(processes, hello_event, plan, seed=SEED + 1)
+    except Exception as exc:  # noqa: BLE001 - the other figures are still worth writing
+        log.exception("kafka_e2e failed")
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def machine(plan: measure.Plan) -> dict[str, Any]:
@@ -104,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: unwinds and stops every server
 
     plan = measure.QUICK if args.quick else measure.FULL
-    keys = [key for key in USE_CASE_KEYS if not args.only or key in args.only]
+    keys = [] if args.kafka_only else [key for key in USE_CASE_KEYS if not args.only or key in args.only]
     results: dict[str, Any] = {"machine": machine(plan), "plan": asdict(plan) | {"seed": SEED}, "baselines": BASELINES}
     began = time.perf_counter()
     try:
@@ -112,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             hello_event, hello_http = processes.start("hello-event", "hello-http")
             for key in keys:
                 results[key] = bench_use_case(key, processes, hello_event, hello_http, plan)
+            if not args.skip_kafka:
+                results["kafka_e2e"] = bench_kafka(processes, hello_event, plan)
     except KeyboardInterrupt:
         log.info("interrupted; every process this run started is stopped")
         return 130
@@ -121,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     for key in keys:
         key_rows = rows(key, results[key])
         results[key]["targets"] = [row.as_json() for row in key_rows]
+        table += key_rows
+    if "kafka_e2e" in results:
+        key_rows = kafka_rows(results["kafka_e2e"])
+        results["kafka_e2e"]["targets"] = [row.as_json() for row in key_rows]
         table += key_rows
     RESULTS.write_text(json.dumps(rounded(results), indent=2) + "\n")
     print(render(table))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-MODULES = ("servers", "workload", "measure", "report")
+MODULES = ("servers", "workload", "measure", "report", "kafka_e2e")
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,58 @@ def result(**changes: Any) -> dict[str, Any]:
         section, field = path.split("__")
         figures[section][field] = value
     return figures
+
+
+def kafka_result(**changes: Any) -> dict[str, Any]:
+    """kafka_e2e results with the p99 target on its boundary and every event applied."""
+    rate = {"count": 500, "events_per_s": 100.0, "p50_ms": 8.0, "p99_ms": 20.0, "hello_p50_ms": 6.0,
+            "hello_p99_ms": 12.0}
+    figures: dict[str, Any] = {
+        "use_case": "tfd", "partitions": 3,
+        "rates": [{"rate": 100, **rate}, {**rate, "rate": 1000, "count": 5000, "events_per_s": 1000.0,
+                                          "p99_ms": 50.0}],
+        "max_events_per_s": 900.0, "hello_max_events_per_s": 1200.0, "max_ratio": 0.75,
+        "backlog": {"count": 10_000}, "produced": 15_560, "applied": 15_560,
+    }
+    figures.update(changes)
+    return figures
+
+
+def test_kafka_rows_have_the_p99_target_at_1000_events_per_s_only(bench: SimpleNamespace) -> None:
+    rows = bench.report.kafka_rows(kafka_result())
+    assert [row.figure for row in rows] == [
+        "kafka e2e p99 @ 100 ev/s", "kafka e2e p99 @ 1,000 ev/s", "kafka e2e max rate", "kafka e2e applied",
+    ]
+    assert [row.ok for row in rows] == [None, True, None, True]
+    assert rows[1].target == "<= 50 ms" and rows[1].measured == "50.0 ms"
+    assert "hello p50/p99 6.0/12.0 ms" in rows[1].detail
+    assert "hello 1,200 ev/s (ratio 0.75)" in rows[2].detail
+    assert rows[0].as_json() == {"figure": "kafka e2e p99 @ 100 ev/s", "measured": "20.0 ms", "target": "-",
+                                 "pass": None}
+    lines = bench.report.render(rows).splitlines()
+    result_column = lines[0].index("result")
+    assert [line[result_column:] for line in lines[2:]] == ["-", "PASS", "-", "PASS"]
+
+
+def test_kafka_rows_fail_above_50_ms_or_when_an_event_is_missing(bench: SimpleNamespace) -> None:
+    slow = kafka_result()
+    slow["rates"][1]["p99_ms"] = 50.1
+    assert [row.figure for row in bench.report.kafka_rows(slow) if row.ok is False] == ["kafka e2e p99 @ 1,000 ev/s"]
+    missing = bench.report.kafka_rows(kafka_result(applied=15_559))
+    assert [row.figure for row in missing if row.ok is False] == ["kafka e2e applied"]
+    assert missing[-1].measured == "15,559/15,560"
+
+
+def test_kafka_failure_is_one_failed_row(bench: SimpleNamespace) -> None:
+    [row] = bench.report.kafka_rows({"error": "KafkaBrokerError: `java` not found on PATH"})
+    assert row.ok is False and row.measured == "n/a" and "java" in row.detail
+
+
+def test_kafka_plan_produces_fresh_events_for_every_phase(bench: SimpleNamespace) -> None:
+    quick, full = bench.measure.QUICK, bench.measure.FULL
+    assert 1000 in quick.kafka_rates and quick.kafka_rates == full.kafka_rates
+    assert bench.kafka_e2e.needed(quick) == bench.kafka_e2e.WARMUP_EVENTS + 500 + 5_000 + 10_000
+    assert bench.kafka_e2e.needed(full) == bench.kafka_e2e.WARMUP_EVENTS + 1_500 + 15_000 + 30_000
 
 
 def test_efficiency_is_the_share_of_ml_plus_http_cost(bench: SimpleNamespace) -> None:

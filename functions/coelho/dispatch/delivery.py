@@ -12,14 +12,14 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
-
-import requests
+from urllib.parse import urlsplit
 
 from coelho.dispatch.manifest import DeliverySpec
 from coelho.dispatch.records import Event
@@ -66,6 +66,11 @@ class Sender:
         self.dead_letter = dead_letter
         self.sleep = sleep
         self._local = threading.local()
+        self._opened: list[http.client.HTTPConnection] = []
+        self._opened_lock = threading.Lock()
+        parts = urlsplit(url)
+        self._scheme, self._host, self._port = parts.scheme, parts.hostname or "localhost", parts.port
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     def deliver(self, event: Event, key: bytes | None = None) -> Outcome:
         """Send with retries; dead-letter on failure. Never raises for delivery problems."""
@@ -97,21 +102,41 @@ class Sender:
         return "dropped"
 
     def _attempt(self, event: Event) -> Attempt:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
         deadline = time.monotonic() + self.delivery.timeout
+        headers = event.http_headers()
         wait = 0.05
         while True:
-            remaining = deadline - time.monotonic()
+            connection = self._connection()
+            connection.timeout = max(0.001, deadline - time.monotonic())
             try:
-                response = session.post(self.url, headers=event.http_headers(), data=event.data or b"",
-                                        timeout=max(0.001, remaining))
-                return Attempt(response.status_code, response.content)
-            except requests.ConnectionError as exc:
+                if connection.sock is not None:
+                    connection.sock.settimeout(connection.timeout)
+                connection.request("POST", self._path, body=event.data or b"", headers=headers)
+                response = connection.getresponse()
+                return Attempt(response.status, response.read())
+            except TimeoutError as exc:
+                connection.close()
+                return Attempt(None, f"dispatch error: timeout after {self.delivery.timeout}s ({exc})".encode())
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()  # refused, reset, or a keep-alive connection the sink closed: reconnect
                 if time.monotonic() + wait >= deadline:
-                    return Attempt(None, f"dispatch error: {exc}".encode())
-                self.sleep(wait)  # the sink is not up yet: wait for it, as the activator would
+                    return Attempt(None, f"dispatch error: {exc!r}".encode())
+                self.sleep(wait)  # the sink is not up (yet): wait for it, as the activator would
                 wait = min(wait * 2, 1.0)
-            except requests.Timeout as exc:
-                return Attempt(None, f"dispatch error: {exc}".encode())
+
+    def _connection(self) -> http.client.HTTPConnection:
+        """This thread's keep-alive connection to the sink (http.client: a fraction of requests' CPU)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            kind = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            connection = self._local.connection = kind(self._host, self._port)
+            with self._opened_lock:
+                self._opened.append(connection)
+        return connection
+
+    def close(self) -> None:
+        """Close every thread's connection (call when no delivery is running any more)."""
+        with self._opened_lock:
+            for connection in self._opened:
+                connection.close()
+            self._opened.clear()

@@ -121,6 +121,7 @@ class SourceDispatcher:
             self._drain()
             self.commit()
             self.consumer.close()
+            self.sender.close()
 
     def _route(self, message: Message) -> None:
         if message.error():

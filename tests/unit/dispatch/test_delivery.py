@@ -66,9 +66,20 @@ def sink_factory() -> Iterator:
         sink.server.server_close()
 
 
+SENDERS: list[Sender] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_senders() -> Iterator[None]:
+    yield
+    while SENDERS:
+        SENDERS.pop().close()
+
+
 def _sender(url: str, letters: Letters | None, retry: int = 3, waits: list[float] | None = None) -> Sender:
     spec = DeliverySpec(retry=retry, backoff_policy="exponential", backoff_delay=0.01, timeout=2.0)
-    return Sender(url, spec, letters, sleep=(waits.append if waits is not None else lambda _s: None))
+    SENDERS.append(Sender(url, spec, letters, sleep=(waits.append if waits is not None else lambda _s: None)))
+    return SENDERS[-1]
 
 
 @pytest.mark.parametrize(("status", "retried"), [(500, True), (503, True), (404, True), (408, True), (409, True),
@@ -106,6 +117,8 @@ def test_exhausted_retries_dead_letter_and_without_a_sink_drop(sink_factory):
 def test_unreachable_sink_waits_like_the_activator_then_dead_letters():
     letters = Letters()
     spec = DeliverySpec(retry=1, backoff_delay=0.01, timeout=0.3)
-    assert Sender("http://127.0.0.1:9/", spec, letters).deliver(EVENT) == "dead-lettered"
+    sender = Sender("http://127.0.0.1:9/", spec, letters)
+    SENDERS.append(sender)
+    assert sender.deliver(EVENT) == "dead-lettered"
     letter = letters.events[0].attributes
     assert "knativeerrorcode" not in letter and b"dispatch error" in base64.b64decode(letter["knativeerrordata"])
