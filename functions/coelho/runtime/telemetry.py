@@ -8,7 +8,6 @@ import sys
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
-    "CHECKPOINT_BYTES",
     "EVENTS",
     "LEARN_SECONDS",
     "MODEL_VERSION",
@@ -39,9 +38,6 @@ PREDICT_SECONDS = Histogram(
 MODEL_VERSION = Gauge(
     "coelho_model_version", "WAL sequence number of the model a function serves or learns.",
     ["function"],
-)
-CHECKPOINT_BYTES = Gauge(
-    "coelho_checkpoint_bytes", "Size of the last checkpoint written.", ["function"],
 )
 
 
