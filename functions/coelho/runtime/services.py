@@ -161,8 +161,6 @@ class LearnService(_Service):
         return data
 
 
-
-
 def _binary_json_body() -> bytes | None:
     """The request body when it is the event's JSON data itself (binary content mode)."""
     request = flask.request
