@@ -33,7 +33,7 @@ def post_until_accepted(session: requests.Session, url: str, event, deadline: fl
             if response.ok:
                 return attempts
             assert response.status_code >= 500, response.text
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, reset, or cut mid-response by the kill
             pass
         assert time.monotonic() < deadline, "delivery did not succeed in time"
         time.sleep(0.05)

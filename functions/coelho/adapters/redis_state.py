@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,12 +142,15 @@ class RedisState:
         return value.decode() if value else None
 
     # write-ahead log -----------------------------------------------------------------------
-    def append(self, token: str, source: str, event_id: str, payload: bytes, ttl_s: int) -> AppendResult:
+    def append(self, token: str, source: str, event_id: str, payload: bytes, ttl_s: int,
+               while_waiting: Callable[[], object] | None = None) -> AppendResult:
         """Atomically dedup on (`source`, `id`), number the event and log it (fenced).
 
         This is the per-event hot path, so it uses one dedicated connection (callers serialise
-        appends) instead of the pool. A connection error is raised, never retried here: the
-        sender's redelivery is safe, since the dedup marker and the WAL entry are written together.
+        appends) instead of the pool, and runs `while_waiting` between sending the command and
+        reading the reply, so that local work overlaps the round trip. A connection error is
+        raised, never retried here: the sender's redelivery is safe, since the dedup marker and
+        the WAL entry are written together.
         """
         digest = hashlib.blake2b(f"{source}\x00{event_id}".encode(), digest_size=16).hexdigest()
         keys = (self.key("fence"), self.key("seen:" + digest), self.key("seq"), self.key("wal"))
@@ -156,6 +159,8 @@ class RedisState:
         connection = self._append_connection
         try:
             connection.send_command("EVALSHA", self._append.sha, 4, *keys, token, payload, ttl_s)
+            if while_waiting is not None:
+                while_waiting()
             reply = connection.read_response()
         except redis.exceptions.NoScriptError:
             self._append.sha = self.client.script_load(_APPEND)

@@ -3,8 +3,9 @@
 An event is *accepted* when a fenced Lua script has, atomically, marked its (`source`, `id`)
 as seen, given it the next sequence number and appended it to the write-ahead log. The request
 is acknowledged right then: the WAL, not memory, is the source of truth. Accepted events are
-queued and learned in sequence order by `drain()`, which the learn function runs once its
-response has been sent, so the model work overlaps with the caller's turnaround. A crash after
+queued and learned in sequence order by `drain()`, which runs while the next append's round trip
+is in flight (and, when events stop coming, from the background loop within a fraction of a
+second), so the model work stays off the acknowledgement's critical path. A crash after
 the append loses nothing (recovery replays the log), a redelivery is a no-op (the dedup marker
 exists), and checkpoints every N events or T seconds bound the replay.
 """
@@ -36,6 +37,8 @@ __all__ = ["Learner", "NotLeader"]
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 1.0
+#: When no event arrives, queued events are learned within this many seconds.
+IDLE_DRAIN_S = 0.1
 
 
 class NotLeader(RuntimeError):
@@ -87,7 +90,9 @@ class Learner:
         with self.lock:
             self._ensure_leader()
             assert self.token is not None
-            result = self.state.append(self.token, source, event_id, body, self.settings.dedup_ttl_seconds)
+            # Learning the events accepted so far overlaps the round trip of this one's append.
+            result = self.state.append(self.token, source, event_id, body, self.settings.dedup_ttl_seconds,
+                                       while_waiting=self.drain)
             if result.fenced:
                 self._step_down("fenced out by a newer lease holder")
                 raise NotLeader("lost the lease to another learner")
@@ -105,8 +110,8 @@ class Learner:
     def drain(self) -> int:
         """Learn every accepted event not learned yet, in sequence order; returns how many.
 
-        The learn function calls this after its response is on the wire, so the model work
-        overlaps with the caller's turnaround instead of delaying the acknowledgement.
+        It runs while the next append is in flight, from the background loop when idle, and
+        before status, checkpoints and shutdown.
         """
         applied = 0
         with self.model_lock:
@@ -185,13 +190,26 @@ class Learner:
 
     def _renew_loop(self) -> None:
         period = self.settings.lease_seconds / 3
-        while not self.stopping.wait(period):
+        renew_at = time.monotonic() + period
+        while not self.stopping.wait(IDLE_DRAIN_S):
             if self.token is None:
                 continue
+            self._idle_drain()
+            if time.monotonic() < renew_at:
+                continue
+            renew_at = time.monotonic() + period
             if not self.state.renew(self.holder, self.ttl_ms):
                 self.lost.set()
                 continue
             self._idle_checkpoint()
+
+    def _idle_drain(self) -> None:
+        if self.inbox.empty() or not self.lock.acquire(blocking=False):
+            return  # nothing queued, or an append is running (and drains while it waits)
+        try:
+            self.drain()
+        finally:
+            self.lock.release()
 
     def _idle_checkpoint(self) -> None:
         if not self.model_lock.acquire(blocking=False):

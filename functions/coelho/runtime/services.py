@@ -131,15 +131,9 @@ class LearnService(_Service):
             self.counters["not_leader"].inc()
             log.warning("%s not accepted: %s", ctx, exc)
             reject(503, f"not the model's writer right now: {exc}", **{"Retry-After": "1"})
-        if result.accepted:
-            flask.after_this_request(self._learn_after_response)
         self.counters["applied" if result.accepted else "duplicate"].inc()
         self.seconds.observe(time.perf_counter() - started)
         self.version.set(result.seq if result.accepted else self.engine().accepted_seq)
-
-    def _learn_after_response(self, response: flask.Response) -> flask.Response:
-        response.call_on_close(self.engine().drain)  # runs once the acknowledgement is on the wire
-        return response
 
     def _payload(self, event: CloudEvent, ctx: str) -> dict[str, Any]:
         uc = self.use_case
