@@ -29,12 +29,10 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cloudevents.http import CloudEvent
 from confluent_kafka import TopicPartition
 from measure import Plan, percentile
@@ -43,6 +41,7 @@ from workload import stream
 
 from coelho.adapters.kafka_broker import KafkaBroker
 from coelho.dispatch.dispatcher import DispatchStats, KafkaDeadLetter, SourceDispatcher
+from coelho.dispatch.manifest import isolated_copy
 from coelho.dispatch.runner import Dispatch
 from coelho.producers.cloudevent import to_cloudevent
 from coelho.producers.kafka_sink import KafkaSink
@@ -67,24 +66,6 @@ def needed(plan: Plan) -> int:
     return WARMUP_EVENTS + sum(int(rate * plan.kafka_seconds) for rate in plan.kafka_rates) + plan.kafka_backlog
 
 
-def isolated_manifests(folder: Path, key: str) -> tuple[Path, str, str]:
-    """Copy `key`'s KafkaSource and dead-letter KafkaSink into `folder` with unique topic and group names.
-
-    Returns (folder, topic, dead-letter topic); the delivery settings stay the ones Knative applies.
-    """
-    suffix = uuid.uuid4().hex[:8]
-    folder.mkdir(parents=True, exist_ok=True)
-    source = yaml.safe_load((MANIFESTS / f"kafkasource-{key}.yaml").read_text())
-    sink = yaml.safe_load((MANIFESTS / f"kafkasink-{key}-dead-letter.yaml").read_text())
-    topic = f"{source['spec']['topics'][0]}-bench-{suffix}"
-    source["spec"]["topics"] = [topic]
-    source["spec"]["consumerGroup"] += f"-bench-{suffix}"
-    sink["spec"]["topic"] = f"{topic}.dead-letter"
-    (folder / f"kafkasource-{key}.yaml").write_text(yaml.safe_dump(source))
-    (folder / f"kafkasink-{key}-dead-letter.yaml").write_text(yaml.safe_dump(sink))
-    return folder, topic, sink["spec"]["topic"]
-
-
 class Route:
     """One copy of the TFD KafkaSource (own topics and group) to one function, with its producer.
 
@@ -95,7 +76,7 @@ class Route:
     def __init__(self, broker: KafkaBroker, folder: Path, server: FunctionProcess) -> None:
         self.name = server.name
         self.server = server
-        folder, self.topic, dead_letter_topic = isolated_manifests(folder, KEY)
+        folder, self.topic, dead_letter_topic = isolated_copy(MANIFESTS, folder, KEY, tag="bench")
         broker.ensure_topics([self.topic, dead_letter_topic], partitions=PARTITIONS)
         url = f"http://127.0.0.1:{server.port}/"
         dispatch = Dispatch.from_folder(folder, {f"{KEY}-learn": url}, broker.bootstrap_servers)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import redis
-import yaml
 from confluent_kafka import Producer
 
+from coelho.dispatch.manifest import isolated_copy
 from coelho.producers.cloudevent import to_cloudevent
 from coelho.producers.kafka_sink import to_kafka_record
 from support import ROOT
@@ -19,23 +18,9 @@ from support import ROOT
 MANIFESTS = ROOT / "eventing" / "knative"
 
 
-def isolated_manifests(folder: Path, key: str, **delivery: Any) -> tuple[Path, str, str]:
-    """Copy `key`'s KafkaSource and dead-letter KafkaSink with unique topic/group names.
-
-    Returns (folder, topic, dead-letter topic). `delivery` overrides fields of spec.delivery.
-    """
-    suffix = uuid.uuid4().hex[:8]
-    folder.mkdir(parents=True, exist_ok=True)
-    source = yaml.safe_load((MANIFESTS / f"kafkasource-{key}.yaml").read_text())
-    sink = yaml.safe_load((MANIFESTS / f"kafkasink-{key}-dead-letter.yaml").read_text())
-    topic = f"{source['spec']['topics'][0]}-{suffix}"
-    source["spec"]["topics"] = [topic]
-    source["spec"]["consumerGroup"] += f"-{suffix}"
-    source["spec"]["delivery"].update(delivery)
-    sink["spec"]["topic"] = f"{topic}.dead-letter"
-    (folder / f"kafkasource-{key}.yaml").write_text(yaml.safe_dump(source))
-    (folder / f"kafkasink-{key}-dead-letter.yaml").write_text(yaml.safe_dump(sink))
-    return folder, topic, sink["spec"]["topic"]
+def isolated_manifests(folder: Path, key: str) -> tuple[Path, str, str]:
+    """The repo's manifests for `key`, copied under unique topic and group names."""
+    return isolated_copy(MANIFESTS, folder, key)
 
 
 def produce_cloudevents(bootstrap: str, topic: str, key: str, payloads: Iterable[dict[str, Any]]) -> int:

@@ -25,6 +25,7 @@ spec.topics: must be a non-empty list of strings; spec.consumerGroup: must be se
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ import yaml
 
 __all__ = [
     "DeliverySpec",
+    "isolated_copy",
     "Destination",
     "KafkaSink",
     "KafkaSource",
@@ -206,6 +208,25 @@ def load_manifests(folder: Path) -> tuple[list[KafkaSource], dict[str, KafkaSink
             except ManifestError as exc:
                 raise ManifestError(f"{path}: {exc}") from None
     return sources, sinks
+
+
+def isolated_copy(manifests: Path, folder: Path, key: str, tag: str = "") -> tuple[Path, str, str]:
+    """Copy `key`'s KafkaSource and dead-letter KafkaSink into `folder` under unique topic and group names.
+
+    For tests and benchmarks that share one broker: the delivery settings stay the ones Knative
+    applies. Returns (folder, topic, dead-letter topic).
+    """
+    suffix = f"{tag}-{uuid.uuid4().hex[:8]}" if tag else uuid.uuid4().hex[:8]
+    folder.mkdir(parents=True, exist_ok=True)
+    source = yaml.safe_load((manifests / f"kafkasource-{key}.yaml").read_text())
+    sink = yaml.safe_load((manifests / f"kafkasink-{key}-dead-letter.yaml").read_text())
+    topic = f"{source['spec']['topics'][0]}-{suffix}"
+    source["spec"]["topics"] = [topic]
+    source["spec"]["consumerGroup"] += f"-{suffix}"
+    sink["spec"]["topic"] = f"{topic}.dead-letter"
+    (folder / f"kafkasource-{key}.yaml").write_text(yaml.safe_dump(source))
+    (folder / f"kafkasink-{key}-dead-letter.yaml").write_text(yaml.safe_dump(sink))
+    return folder, topic, sink["spec"]["topic"]
 
 
 def _header(

@@ -214,8 +214,7 @@ class Learner:
     def _idle_checkpoint(self) -> None:
         if not self.model_lock.acquire(blocking=False):
             return
-        try:
-            self.drain()
+        try:  # queued events were learned by _idle_drain just before
             due = time.monotonic() - self.checkpoint_at >= self.settings.checkpoint_seconds
             if self.token and self.replica.model is not None and self.replica.seq > self.checkpoint_seq and due:
                 self.checkpoint()
