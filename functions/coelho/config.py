@@ -46,6 +46,10 @@ class Settings:
     cache_dir: Path | None = None
     functions_dir: Path | None = None
     port: int = 8080
+    delta_root: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,6 +77,12 @@ class Settings:
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32))
         return path.read_text().strip().encode()
+
+    def delta_uri(self, use_case: str) -> str:
+        """The Delta table of `use_case`: COELHO_DELTA_ROOT/<use_case>, else COELHO_DATA_DIR/delta/<use_case>."""
+        if self.delta_root:
+            return f"{self.delta_root.rstrip('/')}/{use_case}"
+        return str((self.data_dir / "delta" / use_case).resolve())
 
 
 def _positive(cast: Callable[[str], T]) -> Callable[[str], T]:
@@ -106,5 +116,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "cache_dir": ("COELHO_CACHE_DIR", Path),
     "functions_dir": ("COELHO_FUNCTIONS_DIR", Path),
     "port": ("PORT", _positive(int)),
+    "delta_root": ("COELHO_DELTA_ROOT", str),
+    "s3_endpoint_url": ("AWS_ENDPOINT_URL", str),
+    "s3_access_key_id": ("AWS_ACCESS_KEY_ID", str),
+    "s3_secret_access_key": ("AWS_SECRET_ACCESS_KEY", str),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}
