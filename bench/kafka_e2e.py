@@ -4,7 +4,7 @@ Everything runs on 127.0.0.1 inside the run: one `KafkaBroker` (its data under t
 fresh `tfd-learn` (its own key prefix, so its WAL starts empty), the no-op `hello-event` as the baseline,
 and the repo's TFD KafkaSource manifest, copied once per route with unique topic, dead-letter topic and
 consumer-group names, dispatched in this process by `SourceDispatcher` (a thread per route, ordered
-delivery: one event in flight per partition over 3 partitions). Events are binary CloudEvents of fresh
+delivery: one event in flight per partition). Events are binary CloudEvents of fresh
 TFD transactions written by the producers' `KafkaSink` (idempotent, acks=all, linger 5 ms).
 
 - Paced phases: a wall-clock scheduler sends event i at `start + i / rate` (no per-event sleep drift),
@@ -15,6 +15,8 @@ TFD transactions written by the producers' `KafkaSink` (idempotent, acks=all, li
 - Backlog phase: `plan.kafka_backlog` events are produced as fast as possible into a route whose
   dispatcher is not running yet; then it starts, and the drain rate (events / seconds from the first to
   the last 2xx) is `max_events_per_s`, the highest rate ordered delivery into one learner sustains.
+- Both functions run with `WORKERS` gunicorn worker processes (2 by default, as the learn Service is
+  deployed): any worker accepts (appends to the WAL), the one holding the lease learns.
 - Every phase runs the same way against hello-event, on the same events (hello does not deduplicate).
 - Every produced event must be delivered (none dead-lettered or dropped), and for the learner applied:
   the learner's `/status` `events_applied` grows by exactly the number produced.
@@ -39,7 +41,7 @@ from measure import Plan, percentile
 from servers import FunctionProcess, Processes
 from workload import stream
 
-from coelho.adapters.kafka_broker import KafkaBroker
+from coelho.adapters.kafka_broker import TOPIC_PARTITIONS, KafkaBroker
 from coelho.dispatch.dispatcher import DispatchStats, KafkaDeadLetter, SourceDispatcher
 from coelho.dispatch.manifest import isolated_copy
 from coelho.dispatch.runner import Dispatch
@@ -51,7 +53,7 @@ __all__ = ["KEY", "kafka_e2e", "needed"]
 log = logging.getLogger("bench")
 
 KEY = "tfd"
-PARTITIONS = 3
+PARTITIONS = TOPIC_PARTITIONS  # as the platform creates the topics
 #: Events sent through each new paced route, untimed: the consumer joins its group and gets its
 #: partitions, the dispatcher's HTTP connections open, and only then does timing start.
 WARMUP_EVENTS = 60
@@ -59,6 +61,8 @@ WARMUP_EVENTS = 60
 STALL_S = 60.0
 MANIFESTS = Path(__file__).resolve().parents[1] / "eventing" / "knative"
 REPORT_EVERY_S = 0.02
+#: gunicorn worker processes of both functions (functions-framework reads WORKERS).
+WORKERS = 2
 
 
 def needed(plan: Plan) -> int:
@@ -275,21 +279,32 @@ def backlog(route: Route, events: Sequence[CloudEvent], meter: CpuMeter) -> dict
     }
 
 
-def applied(server: FunctionProcess) -> int:
-    """The learner's `events_applied` from `GET /status` (it applies what it accepted first)."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    try:
-        conn.request("GET", "/status")
-        response = conn.getresponse()
-        body = response.read()
+def applied(server: FunctionProcess, settle_s: float = 0.5, timeout_s: float = 30.0) -> int:
+    """The model's `events_applied` from `GET /status`, once it stops changing for `settle_s`.
+
+    With several workers a request may reach a follower, which relays the leader's status as last
+    published (at most about 0.1 s old when idle), hence the settling.
+    """
+    deadline = time.monotonic() + timeout_s
+    last = -1
+    while True:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            conn.request("GET", "/status")
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
         if response.status != 200:
             raise RuntimeError(f"{server.name} /status answered {response.status}: {body[:300]!r}")
-        return int(json.loads(body)["events_applied"])
-    finally:
-        conn.close()
+        value = int(json.loads(body)["events_applied"])
+        if value == last or time.monotonic() > deadline:
+            return value
+        last = value
+        time.sleep(settle_s)
 
 
-def kafka_e2e(processes: Processes, hello: FunctionProcess, plan: Plan, seed: int) -> dict[str, Any]:
+def kafka_e2e(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
     """All kafka_e2e figures: a broker, routes to a fresh tfd-learn and to hello-event, paced and backlog phases."""
     log.info("kafka_e2e: generating %s %s events", f"{needed(plan):,}", KEY)
     events = [to_cloudevent(KEY, payload) for payload in stream(KEY, needed(plan), seed=seed)]
@@ -307,8 +322,11 @@ def kafka_e2e(processes: Processes, hello: FunctionProcess, plan: Plan, seed: in
     broker.start()
     try:
         log.info("kafka_e2e: broker on %s after %.1f s", broker.bootstrap_servers, time.perf_counter() - began)
-        learn = processes.launch(f"{KEY}-learn", key_prefix=f"{processes.key_prefix}-kafka")
-        log.info("%s ready on port %d after %.1f s", learn.name, learn.port, learn.wait_ready())
+        learn = processes.launch(f"{KEY}-learn", key_prefix=f"{processes.key_prefix}-kafka", WORKERS=str(WORKERS))
+        hello = processes.launch("hello-event", WORKERS=str(WORKERS))
+        for server in (learn, hello):
+            log.info("%s ready on port %d after %.1f s (%d workers)", server.name, server.port, server.wait_ready(),
+                     WORKERS)
         applied_before = applied(learn)
         result: dict[str, Any] = {"use_case": KEY, "partitions": PARTITIONS, "rates": []}
         paced_results: dict[str, list[dict[str, Any]]] = {}
@@ -339,6 +357,7 @@ def kafka_e2e(processes: Processes, hello: FunctionProcess, plan: Plan, seed: in
         produced = len(warmup) + sum(len(chunk) for _, chunk in phases) + len(backlog_events)
         applied_delta = applied(learn) - applied_before
         processes.stop(learn)
+        processes.stop(hello)
     finally:
         began = time.perf_counter()
         broker.stop()
@@ -360,6 +379,7 @@ def kafka_e2e(processes: Processes, hello: FunctionProcess, plan: Plan, seed: in
         "applied": applied_delta,
         "warmup_events": len(warmup),
         "seconds_per_rate": plan.kafka_seconds,
+        "workers": WORKERS,
     }
     if applied_delta != produced:
         log.error("kafka_e2e: the learner applied %d events, %d were produced", applied_delta, produced)

@@ -34,7 +34,8 @@ BASELINES: dict[str, str] = {
     "quality.original_config": "the original system's model configuration (preset 'original') on the same "
     "prequential stream.",
     "kafka_e2e.rates[].hello_*": "the same paced events through the same Kafka path (broker, KafkaSource "
-    "dispatcher, 3 partitions, ordered) into the no-op hello-event function: Kafka, dispatcher and HTTP cost alone; "
+    "dispatcher, same partitions, ordered, same WORKERS) into the no-op hello-event function: Kafka, dispatcher and "
+    "HTTP cost alone; "
     "p99_ratio = p99_ms / hello_p99_ms.",
     "kafka_e2e.hello_max_events_per_s": "the same backlog drained through the same Kafka path into hello-event: "
     "the ceiling of ordered delivery on this machine; max_ratio = max_events_per_s / hello_max_events_per_s.",

@@ -79,10 +79,10 @@ def bench_use_case(
     return result
 
 
-def bench_kafka(processes: Processes, hello_event: FunctionProcess, plan: measure.Plan) -> dict[str, Any]:
+def bench_kafka(processes: Processes, plan: measure.Plan) -> dict[str, Any]:
     """kafka_e2e; a failure (no java, no broker, a stalled route) is recorded and fails its row, not the run."""
     try:
-        return kafka_e2e(processes, hello_event, plan, seed=SEED + 1)
+        return kafka_e2e(processes, plan, seed=SEED + 1)
     except Exception as exc:  # noqa: BLE001 - the other figures are still worth writing
         log.exception("kafka_e2e failed")
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in keys:
                 results[key] = bench_use_case(key, processes, hello_event, hello_http, plan)
             if not args.skip_kafka:
-                results["kafka_e2e"] = bench_kafka(processes, hello_event, plan)
+                results["kafka_e2e"] = bench_kafka(processes, plan)
     except KeyboardInterrupt:
         log.info("interrupted; every process this run started is stopped")
         return 130

@@ -135,9 +135,9 @@ class Processes:
             "COELHO_DATA_DIR": str(self.work_dir / "data"),
         }
 
-    def launch(self, name: str, key_prefix: str | None = None) -> FunctionProcess:
-        """Start one server without waiting for it."""
-        server = FunctionProcess(name, self.env(key_prefix), self.log_dir).launch()
+    def launch(self, name: str, key_prefix: str | None = None, **extra_env: str) -> FunctionProcess:
+        """Start one server without waiting for it (`extra_env`: e.g. functions-framework's WORKERS)."""
+        server = FunctionProcess(name, {**self.env(key_prefix), **extra_env}, self.log_dir).launch()
         self.started.append(server)
         return server
 

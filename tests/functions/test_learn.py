@@ -51,7 +51,7 @@ def test_status_and_metrics_routes(client):
                                       "RollingRMSE", "TimeRollingMAE"}
     assert status["last_checkpoint"]["seq"] == 0
     metrics = app.get("/metrics").get_data(as_text=True)
-    assert 'coelho_learn_events_total{function="eta_learn",outcome="applied"}' in metrics
+    assert 'coelho_learn_events_total{function="eta_learn",outcome="accepted"}' in metrics
     assert app.get("/healthz").status_code == 200
 
 

@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from coelho.adapters.kafka_broker import KafkaBroker, KafkaBrokerError, fetch_libs
+from coelho.adapters.kafka_broker import TOPIC_PARTITIONS, KafkaBroker, KafkaBrokerError, fetch_libs
 
 
 def _topic() -> str:
@@ -87,14 +87,15 @@ def test_produce_and_consume(kafka_broker: KafkaBroker) -> None:
     assert sorted(values) == sorted(f"v{i}" for i in range(20))
 
 
-def test_ensure_topics_is_idempotent_with_three_partitions(kafka_broker: KafkaBroker) -> None:
+def test_ensure_topics_is_idempotent_with_the_platform_partition_count(kafka_broker: KafkaBroker) -> None:
     topics = [_topic(), _topic()]
     kafka_broker.ensure_topics(topics)
     kafka_broker.ensure_topics(topics)
     kafka_broker.ensure_topics(topics, partitions=2)
-    assert [_partitions(kafka_broker.bootstrap_servers, t) for t in topics] == [3, 3]
-    with pytest.raises(KafkaBrokerError, match="fewer than 5"):
-        kafka_broker.ensure_topics(topics[:1], partitions=5)
+    assert TOPIC_PARTITIONS >= 3
+    assert [_partitions(kafka_broker.bootstrap_servers, t) for t in topics] == [TOPIC_PARTITIONS] * 2
+    with pytest.raises(KafkaBrokerError, match=f"fewer than {TOPIC_PARTITIONS + 2}"):
+        kafka_broker.ensure_topics(topics[:1], partitions=TOPIC_PARTITIONS + 2)
 
 
 def test_auto_create_is_off(kafka_broker: KafkaBroker) -> None:

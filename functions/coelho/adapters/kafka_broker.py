@@ -37,7 +37,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from coelho.config import Settings
 
-__all__ = ["KafkaBroker", "KafkaBrokerError", "default_cache_dir", "fetch_libs", "kafka_version"]
+__all__ = ["TOPIC_PARTITIONS", "KafkaBroker", "KafkaBrokerError", "default_cache_dir", "fetch_libs", "kafka_version"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ PROPERTIES_FILE = "server.properties"
 CONSOLE_LOG = "kafka.out"
 SERVER_LOG = "logs/server.log"
 PORT_RELEASE_WAIT_S = 10.0
+#: Partitions of the use-case topics. Ordered delivery keeps one event in flight per partition, so
+#: this bounds a KafkaSource's parallelism into one function (keys stay ordered either way).
+TOPIC_PARTITIONS = 6
 HEAP_OPTS = ("-Xmx512m", "-Xms256m")
 JVM_OPTS = (
     "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
@@ -385,7 +388,7 @@ class KafkaBroker:
         self.stop()
         self.start(timeout)
 
-    def ensure_topics(self, names: Iterable[str], partitions: int = 3, timeout: float = 30) -> None:
+    def ensure_topics(self, names: Iterable[str], partitions: int = TOPIC_PARTITIONS, timeout: float = 30) -> None:
         """Create the topics that do not exist yet (replication 1) and wait until all have leaders.
 
         Raises
@@ -434,7 +437,7 @@ class KafkaBroker:
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir),
-            "num.partitions": "3",
+            "num.partitions": str(TOPIC_PARTITIONS),
             "auto.create.topics.enable": "false",
             "offsets.topic.replication.factor": "1",
             "offsets.topic.num.partitions": "10",

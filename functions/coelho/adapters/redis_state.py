@@ -8,26 +8,28 @@ Keys of one use case live under `<prefix>:<use case>:`:
 - `ckpt` the signed checkpoint blob and `ckpt:meta` its sequence number and sizes;
 - `status` a small hash the learner refreshes for dashboards and predictors.
 
-Every write a learner makes runs in a Lua script that first checks its fencing token, so a
-learner that lost its lease can never write again, and an event's dedup marker, sequence
-number and WAL entry are created atomically.
+Every model write a learner makes (checkpoint, status) runs in a Lua script that first checks its
+fencing token, so a learner that lost its lease can never write the model again. An event's dedup
+marker, sequence number and WAL entry are created atomically by one script; the leader's appends
+are fenced too (so it learns at once that it was deposed), while any other process may append
+unfenced: the log is the single order, and only the lease holder learns from it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 import redis.connection
 
-__all__ = ["AppendResult", "Checkpoint", "RedisState", "WalEntry"]
+__all__ = ["AppendResult", "Checkpoint", "Record", "RedisState", "WalEntry"]
 
 _APPEND = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return 0 end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('XADD', KEYS[4], seq .. '-1', 'e', ARGV[2])
@@ -80,6 +82,15 @@ class AppendResult:
     @property
     def fenced(self) -> bool:
         return self.seq == FENCED
+
+
+@dataclass(frozen=True)
+class Record:
+    """An event to append: its CloudEvent `source` and `id` (the dedup key) and its JSON payload."""
+
+    source: str
+    event_id: str
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -142,33 +153,39 @@ class RedisState:
         return value.decode() if value else None
 
     # write-ahead log -----------------------------------------------------------------------
-    def append(self, token: str, source: str, event_id: str, payload: bytes, ttl_s: int,
-               while_waiting: Callable[[], object] | None = None) -> AppendResult:
-        """Atomically dedup on (`source`, `id`), number the event and log it (fenced).
+    def append(self, token: str | None, records: Sequence[Record], ttl_s: int,
+               while_waiting: Callable[[], object] | None = None) -> list[AppendResult]:
+        """Atomically dedup each record on (`source`, `id`), number it and log it, fenced unless `token` is None.
 
-        This is the per-event hot path, so it uses one dedicated connection (callers serialise
-        appends) instead of the pool, and runs `while_waiting` between sending the command and
-        reading the reply, so that local work overlaps the round trip. A connection error is
-        raised, never retried here: the sender's redelivery is safe, since the dedup marker and
-        the WAL entry are written together.
+        This is the per-event hot path: all `records` (the appends that queued up while the previous
+        batch was in flight) go out in one write on one dedicated connection (callers serialise
+        appends), and `while_waiting` runs between sending and reading the replies, so local work
+        overlaps the round trip. Each record is still its own atomic script, executed in order, so
+        the results (one per record) carry increasing sequence numbers. A connection error is
+        raised, never retried here: the sender's redelivery is safe, since a dedup marker and its
+        WAL entry are written together.
         """
-        digest = hashlib.blake2b(f"{source}\x00{event_id}".encode(), digest_size=16).hexdigest()
-        keys = (self.key("fence"), self.key("seen:" + digest), self.key("seq"), self.key("wal"))
+        commands = []
+        for record in records:
+            digest = hashlib.blake2b(f"{record.source}\x00{record.event_id}".encode(), digest_size=16).hexdigest()
+            keys = (self.key("fence"), self.key("seen:" + digest), self.key("seq"), self.key("wal"))
+            commands.append(("EVALSHA", self._append.sha, 4, *keys, token or "", record.body, ttl_s))
         if self._append_connection is None:
             self._append_connection = self.client.connection_pool.make_connection()
         connection = self._append_connection
         try:
-            connection.send_command("EVALSHA", self._append.sha, 4, *keys, token, payload, ttl_s)
+            connection.send_packed_command(connection.pack_commands(commands))
             if while_waiting is not None:
                 while_waiting()
-            reply = connection.read_response()
-        except redis.exceptions.NoScriptError:
+            replies = [connection.read_response() for _ in commands]
+        except redis.exceptions.NoScriptError:  # every command failed the same way: none ran
+            connection.disconnect()
             self._append.sha = self.client.script_load(_APPEND)
-            return self.append(token, source, event_id, payload, ttl_s)
+            return self.append(token, records, ttl_s)
         except redis.RedisError:
             connection.disconnect()
             raise
-        return AppendResult(int(reply))
+        return [AppendResult(int(reply)) for reply in replies]
 
     def read_wal(self, after: int, count: int = 10_000) -> list[WalEntry]:
         """Entries with seq > `after`, oldest first."""

@@ -1,13 +1,15 @@
 """The stateful learner: one writer per model, exactly-once application of accepted events.
 
-An event is *accepted* when a fenced Lua script has, atomically, marked its (`source`, `id`)
-as seen, given it the next sequence number and appended it to the write-ahead log. The request
-is acknowledged right then: the WAL, not memory, is the source of truth. Accepted events are
-queued and learned in sequence order by `drain()`, which runs while the next append's round trip
+An event is *accepted* when a Lua script has, atomically, marked its (`source`, `id`) as seen,
+given it the next sequence number and appended it to the write-ahead log. The request is
+acknowledged right then: the WAL, not memory, is the source of truth. Any process may accept
+(a follower appends and is done), but only the holder of the model's lease learns: accepted
+events are learned in sequence order by `drain()`, which runs while the next append's round trip
 is in flight (and, when events stop coming, from the background loop within a fraction of a
-second), so the model work stays off the acknowledgement's critical path. A crash after
-the append loses nothing (recovery replays the log), a redelivery is a no-op (the dedup marker
-exists), and checkpoints every N events or T seconds bound the replay.
+second, which also picks up what followers logged). So two pods, or two workers of one pod,
+both accept, while exactly one model learns. A crash after the append loses nothing (recovery
+replays the log), a redelivery is a no-op (the dedup marker exists), and checkpoints every N
+events or T seconds bound the replay.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
-from coelho.adapters.redis_state import AppendResult, RedisState, WalEntry
+from coelho.adapters.redis_state import AppendResult, Record, RedisState, WalEntry
 from coelho.config import Settings
 from coelho.core.online import OnlineModel
 from coelho.core.signing import dumps_signed
@@ -41,8 +44,18 @@ STATUS_INTERVAL_S = 1.0
 IDLE_DRAIN_S = 0.1
 
 
+@dataclass
+class _Ticket:
+    """One event waiting to be logged, and then its outcome."""
+
+    record: Record
+    payload: dict[str, Any]
+    result: AppendResult | None = None
+    error: Exception | None = None
+
+
 class NotLeader(RuntimeError):
-    """Another learner holds this model's lease: the event was not accepted; retry later."""
+    """This learner does not hold the model's lease (it cannot checkpoint)."""
 
 
 class Learner:
@@ -51,7 +64,10 @@ class Learner:
     Two locks: `lock` serialises accepting (WAL appends) and leadership changes; `model_lock`
     guards the in-memory replica, checkpoints and status. A leadership change bumps
     `generation`, so queued events of an earlier leadership are never applied on top of a
-    freshly recovered model (recovery has replayed them from the WAL already).
+    freshly recovered model (recovery has replayed them from the WAL already). Without the
+    lease it is a follower: it accepts events, tries to take the lease every `lease_seconds / 3`
+    (so it takes over within about a lease period when the leader dies) and reports the
+    leader's published status.
     """
 
     def __init__(self, use_case: UseCase, state: RedisState, settings: Settings) -> None:
@@ -62,6 +78,8 @@ class Learner:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.replica = Replica(state, self.signing_key)
         self.lock = threading.RLock()
+        self.queue_lock = threading.Lock()
+        self.queued: list[_Ticket] = []
         self.model_lock = threading.RLock()
         self.inbox: queue.SimpleQueue[tuple[int, int, dict[str, Any] | None]] = queue.SimpleQueue()
         self.generation = 0
@@ -74,6 +92,8 @@ class Learner:
         self.last_checkpoint: dict[str, Any] = {}
         self.status_at = 0.0
         self.renewer: threading.Thread | None = None
+        self.lead_retry_at = 0.0
+        self.published_seq = -1
 
     @property
     def ttl_ms(self) -> int:
@@ -84,28 +104,57 @@ class Learner:
         """Accept one validated event (logged durably before this returns), or recognise a duplicate.
 
         `body` is the payload's JSON text when the caller has it already (the request body).
+        Concurrent calls are group-committed: whoever gets the append lock logs every event queued
+        so far in one Redis round trip, and the others find their result ready.
         """
         if body is None:
             body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        ticket = _Ticket(Record(source, event_id, body), payload)
+        with self.queue_lock:
+            self.queued.append(ticket)
         with self.lock:
-            self._ensure_leader()
+            if ticket.result is None and ticket.error is None:
+                with self.queue_lock:
+                    batch, self.queued = self.queued, []
+                try:
+                    self._commit(batch)
+                except Exception as exc:
+                    for other in batch:
+                        other.error = exc
+                    raise
+        if ticket.error is not None:
+            raise RuntimeError(f"logging the event failed: {ticket.error}") from ticket.error
+        assert ticket.result is not None
+        return ticket.result
+
+    def _commit(self, batch: list[_Ticket]) -> None:
+        """Log `batch` (under `lock`): fenced as the leader, which queues the events for learning."""
+        records, ttl = [t.record for t in batch], self.settings.dedup_ttl_seconds
+        if not self._lead():
+            results = self.state.append(None, records, ttl)  # a follower: the leader learns them from the log
+        else:
             assert self.token is not None
-            # Learning the events accepted so far overlaps the round trip of this one's append.
-            result = self.state.append(self.token, source, event_id, body, self.settings.dedup_ttl_seconds,
-                                       while_waiting=self.drain)
-            if result.fenced:
+            # Learning the events accepted so far overlaps the round trip of these appends.
+            results = self.state.append(self.token, records, ttl, while_waiting=self.drain)
+            if results[0].fenced:
                 self._step_down("fenced out by a newer lease holder")
-                raise NotLeader("lost the lease to another learner")
+                results = self.state.append(None, records, ttl)
+            else:
+                self._enqueue(batch, results)
+        for ticket, result in zip(batch, results, strict=True):
+            ticket.result = result
+
+    def _enqueue(self, batch: list[_Ticket], results: list[AppendResult]) -> None:
+        for ticket, result in zip(batch, results, strict=True):
             if result.accepted:
-                contiguous = result.seq == self.accepted_seq + 1  # else someone wrote meanwhile: read the WAL
+                contiguous = result.seq == self.accepted_seq + 1  # else a follower logged some: read the WAL
                 self.accepted_seq = result.seq
-                self.inbox.put((self.generation, result.seq, payload if contiguous else None))
-            elif (last := self.state.last_seq()) > self.accepted_seq:
-                # A redelivery of an event whose first append succeeded but whose reply was lost:
-                # it is in the WAL, so learn it (and anything else) from there.
-                self.accepted_seq = last
-                self.inbox.put((self.generation, last, None))
-            return result
+                self.inbox.put((self.generation, result.seq, ticket.payload if contiguous else None))
+        if any(r.duplicate for r in results) and (last := self.state.last_seq()) > self.accepted_seq:
+            # A redelivery of an event whose first append succeeded but whose reply was lost:
+            # it is in the WAL, so learn it (and anything else) from there.
+            self.accepted_seq = last
+            self.inbox.put((self.generation, last, None))
 
     def drain(self) -> int:
         """Learn every accepted event not learned yet, in sequence order; returns how many.
@@ -141,22 +190,30 @@ class Learner:
             self.publish_status()
 
     # leadership ----------------------------------------------------------------------------
-    def _ensure_leader(self) -> None:
+    def _lead(self) -> bool:
+        """True when this learner holds the lease (taking it when free, at most every lease/3 s)."""
         if self.token is not None and not self.lost.is_set():
-            return
+            return True
         if self.token is not None:
             self._step_down("lease lost or applier failed")
+        self._start_renewer()
+        now = time.monotonic()
+        if now < self.lead_retry_at:
+            return False
+        self.lead_retry_at = now + self.settings.lease_seconds / 3
         token = self.state.try_acquire(self.holder, self.ttl_ms)
         if token is None:
-            raise NotLeader(f"lease held by {self.state.lease_holder()}")
+            return False
         self.token = token
         self.lost.clear()
-        self._start_renewer()
         try:
             self._recover()
         except Exception:
+            log.exception("%s learner %s could not recover the model", self.use_case.key, self.holder)
             self._step_down("recovery failed")
-            raise
+            self.state.release(self.holder)
+            return False
+        return True
 
     def _recover(self) -> None:
         started = time.perf_counter()
@@ -168,7 +225,7 @@ class Learner:
                 replica.model = OnlineModel(self.use_case, self.settings.model_preset)
                 self.checkpoint()  # seq 0: predictors start from the same fresh model and preset
             self.checkpoint_seq = replica.seq
-            replayed = replica.catch_up()  # complete: our fence stops every other writer
+            replayed = replica.catch_up()  # what followers log from now on is read at the next gap
             self.accepted_seq = replica.seq
             log.info("%s learner %s leads with fence %s: checkpoint seq %d + %d replayed in %.3fs",
                      self.use_case.key, self.holder, self.token, self.checkpoint_seq, replayed,
@@ -193,6 +250,7 @@ class Learner:
         renew_at = time.monotonic() + period
         while not self.stopping.wait(IDLE_DRAIN_S):
             if self.token is None:
+                self._idle_lead()
                 continue
             self._idle_drain()
             if time.monotonic() < renew_at:
@@ -203,11 +261,29 @@ class Learner:
                 continue
             self._idle_checkpoint()
 
-    def _idle_drain(self) -> None:
-        if self.inbox.empty() or not self.lock.acquire(blocking=False):
-            return  # nothing queued, or an append is running (and drains while it waits)
+    def _idle_lead(self) -> None:
+        """A follower takes the lease when it is free, so a dead leader is replaced without new traffic."""
+        if time.monotonic() < self.lead_retry_at or not self.lock.acquire(blocking=False):
+            return
         try:
+            self._lead()
+        except redis.RedisError as exc:
+            log.warning("%s follower could not reach Redis: %s", self.use_case.key, exc)
+        finally:
+            self.lock.release()
+
+    def _idle_drain(self) -> None:
+        if not self.lock.acquire(blocking=False):
+            return  # an append is running (and drains while it waits)
+        try:
+            if (last := self.state.last_seq()) > self.accepted_seq:
+                self.accepted_seq = last  # logged by followers: learn it from the WAL
+                self.inbox.put((self.generation, last, None))
             self.drain()
+            if self.replica.seq != self.published_seq:
+                self.publish_status()
+        except redis.RedisError as exc:
+            log.warning("%s idle drain failed: %s", self.use_case.key, exc)
         finally:
             self.lock.release()
 
@@ -249,17 +325,24 @@ class Learner:
             return self.last_checkpoint
 
     def publish_status(self) -> None:
-        """Share status (version, counters, metrics) through Redis for predictors and the UI."""
+        """Share status (version, counters, metrics) through Redis for predictors, followers and the UI."""
         self.status_at = time.monotonic()
         token = self.token
         if token is not None:
-            self.state.write_status(token, self.status())
+            status = self.status()
+            self.state.write_status(token, status)
+            self.published_seq = status["model_version"]
 
     def status(self) -> dict[str, Any]:
-        """What the learner knows about itself, every accepted event included."""
+        """What the learner knows (every accepted event included); a follower relays the leader's status."""
         with self.model_lock:
             self.drain()
             model = self.replica.model
+            if self.token is None:
+                published = self.state.read_status()
+                return {"use_case": self.use_case.key, "model_version": 0, "events_applied": 0, "metrics": {},
+                        **published, "role": "learner", "leader": False, "holder": self.holder,
+                        "leader_holder": published.get("holder")}
             return {
                 "use_case": self.use_case.key,
                 "role": "learner",

@@ -30,7 +30,7 @@ from coelho.core import USE_CASES
 from coelho.core.schema import Problem
 from coelho.core.usecase import UseCase
 from coelho.runtime import telemetry
-from coelho.runtime.learner import Learner, NotLeader
+from coelho.runtime.learner import Learner
 from coelho.runtime.predictor import NoModel, Predictor
 
 __all__ = ["LearnService", "PredictService", "close_all", "reject"]
@@ -107,7 +107,7 @@ class LearnService(_Service):
     def __init__(self, app: flask.Flask, settings: Settings) -> None:
         super().__init__(app, settings)
         self.counters = {outcome: telemetry.EVENTS.labels(self.name, outcome)
-                         for outcome in ("applied", "duplicate", "rejected", "not_leader")}
+                         for outcome in ("accepted", "duplicate", "rejected")}
         self.seconds = telemetry.LEARN_SECONDS.labels(self.name)
         self.version = telemetry.MODEL_VERSION.labels(self.name)
         app.config["MAX_CONTENT_LENGTH"] = settings.max_event_bytes
@@ -121,19 +121,15 @@ class LearnService(_Service):
         return learner
 
     def handle(self, event: CloudEvent) -> None:
-        """Accept one CloudEvent: 2xx when logged or a duplicate, 4xx when invalid, 503 when not leader."""
+        """Accept one CloudEvent: 2xx when logged or a duplicate, 4xx when invalid (5xx when Redis is down)."""
         started = time.perf_counter()
         ctx = f"ce-id={event['id']} ce-type={event['type']}"
         payload = self._payload(event, ctx)
-        try:
-            result = self.engine().handle(event["source"], event["id"], payload, _binary_json_body())
-        except NotLeader as exc:
-            self.counters["not_leader"].inc()
-            log.warning("%s not accepted: %s", ctx, exc)
-            reject(503, f"not the model's writer right now: {exc}", **{"Retry-After": "1"})
-        self.counters["applied" if result.accepted else "duplicate"].inc()
+        result = self.engine().handle(event["source"], event["id"], payload, _binary_json_body())
+        self.counters["accepted" if result.accepted else "duplicate"].inc()
         self.seconds.observe(time.perf_counter() - started)
-        self.version.set(result.seq if result.accepted else self.engine().accepted_seq)
+        if result.accepted:
+            self.version.set(result.seq)
 
     def _payload(self, event: CloudEvent, ctx: str) -> dict[str, Any]:
         uc = self.use_case

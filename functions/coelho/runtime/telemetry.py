@@ -19,7 +19,7 @@ __all__ = [
 EVENTS = Counter(
     "coelho_learn_events_total",
     "CloudEvents received by a learn function, by outcome "
-    "(applied, duplicate, rejected, not_leader, error).",
+    "(accepted, duplicate, rejected).",
     ["function", "outcome"],
 )
 LEARN_SECONDS = Histogram(
