@@ -92,6 +92,7 @@ class SqlEngine:
             "memory_limit": limits.memory_limit,
             "threads": limits.threads,
         })
+        self._db.execute("SET GLOBAL TimeZone = 'UTC'")  # instants come back as ISO text in UTC, whatever the host
         for key in self.sources:  # every name resolves from the start, empty until the table exists
             self._replace(key, arrow_schema(layout_for(USE_CASES[key])).empty_table())
         self._db.execute("SET enable_external_access = false")
