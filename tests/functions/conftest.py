@@ -8,6 +8,7 @@ import functions_framework
 import pytest
 from flask.testing import FlaskClient
 
+from coelho.runtime.catalog import FUNCTIONS
 from coelho.runtime.services import close_all
 from support import ROOT
 
@@ -21,11 +22,9 @@ def client(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[App
         monkeypatch.setenv(name, value)
 
     def build(target: str) -> FlaskClient:
-        folder, signature = ("learn", "cloudevent") if target.endswith("_learn") else ("predict", "http")
-        if target.startswith("hello"):
-            folder, signature = "hello", "cloudevent" if target == "hello_event" else "http"
-        source = ROOT / "functions" / folder / "main.py"
-        return functions_framework.create_app(target, str(source), signature).test_client()
+        spec = next(spec for spec in FUNCTIONS if spec.target == target)
+        source = ROOT / "functions" / spec.folder / "main.py"
+        return functions_framework.create_app(target, str(source), spec.signature).test_client()
 
     yield build
     close_all()

@@ -1,4 +1,4 @@
-"""`coelho up` (what `make up` runs): embedded Valkey, six functions, three producers, clean stop."""
+"""`coelho up` (what `make up` runs): embedded Valkey, seven functions, three producers, clean stop."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _status(url: str) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("kafka", [False, True], ids=["http", "kafka"])
 def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafka):
-    base = _free_block(6)
+    base = _free_block(7)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PYTEST_CURRENT_TEST", "PORT")}
     env["COELHO_DATA_DIR"] = str(tmp_path / "state")
     up = subprocess.Popen(
@@ -49,7 +49,9 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
             assert line or up.poll() is None, banner
             banner += line
             assert time.monotonic() < deadline, banner
-        assert "curl -s -X POST" in banner and "eta-predict" in banner
+        assert "curl -s -X POST" in banner and "eta-predict" in banner and "SELECT count(*) FROM data" in banner
+        templates = requests.get(f"http://127.0.0.1:{base + 6}/templates?use_case=tfd", timeout=5)
+        assert templates.status_code == 200 and templates.json()["templates"]
         assert ("coelho dlq list" in banner) is kafka
 
         def wait_events(url: str, count: int) -> dict:

@@ -62,3 +62,28 @@ def stream(key: str, count: int, seed: int = 1) -> list[dict[str, Any]]:
 
     start = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
     return list(islice(make_generator(key, seed=seed, start=start), count))
+
+
+def table_rows(key: str, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Delta table rows of `payloads` (flattened by the use case's layout, metadata filled in)."""
+    from datetime import UTC, datetime
+
+    from coelho.core.table import layout_for
+
+    layout = layout_for(USE_CASES[key])
+    ingested = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    uc = USE_CASES[key]
+    return [layout.row(p, ce_id=str(p[uc.id_field]), ce_source=f"/tests/{key}", ingested_at=ingested,
+                       kafka_partition=0, kafka_offset=i) for i, p in enumerate(payloads)]
+
+
+def write_table(uri: str, key: str, rows: list[dict[str, Any]], mode: str = "append") -> None:
+    """Commit `rows` to the use case's Delta table at `uri` (created on the first write)."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from coelho.adapters.delta_store import arrow_schema
+    from coelho.core.table import layout_for
+
+    schema = arrow_schema(layout_for(USE_CASES[key]))
+    write_deltalake(uri, pa.Table.from_pylist(rows, schema=schema), mode=mode)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-MODULES = ("servers", "workload", "measure", "report", "kafka_e2e")
+MODULES = ("servers", "workload", "measure", "report", "kafka_e2e", "sql_bench")
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +156,22 @@ def test_plans_generate_enough_events(bench: SimpleNamespace) -> None:
 def test_results_are_rounded_to_significant_digits(bench: SimpleNamespace) -> None:
     value = {"a": 0.123456789, "b": [1234.5678, 3], "c": {"d": True, "e": "x"}}
     assert bench.report.rounded(value) == {"a": 0.1235, "b": [1235.0, 3], "c": {"d": True, "e": "x"}}
+
+
+def test_sql_row_passes_at_ratio_1_5_and_fails_above_or_on_error(bench: SimpleNamespace) -> None:
+    result = {"rows": 1_000_000, "p50_ms": 30.0, "native_p50_ms": 20.0, "ratio": 1.5}
+    [row] = bench.report.sql_rows(result)
+    assert (row.figure, row.measured, row.target, row.ok) == ("sql GROUP BY ratio", "1.50", "<= 1.5", True)
+    assert "native 20.0 ms; 1,000,000 rows" in row.detail
+    assert bench.report.sql_rows({**result, "ratio": 1.51})[0].ok is False
+    assert bench.report.sql_rows({"error": "RuntimeError: boom"})[0].ok is False
+
+
+def test_synthetic_sql_rows_have_the_tfd_table_schema(bench: SimpleNamespace) -> None:
+    from coelho.adapters.delta_store import arrow_schema
+    from coelho.core import tfd
+    from coelho.core.table import layout_for
+
+    table = bench.sql_bench.synthetic_tfd(1000, seed=1)
+    assert table.schema == arrow_schema(layout_for(tfd.USE_CASE)) and table.num_rows == 1000
+    assert len(set(table.column("merchant_id").to_pylist())) <= 200

@@ -1,10 +1,11 @@
 """`coelho up`: the whole platform on one machine, with embedded defaults and no Docker.
 
-Starts (or reuses) the embedded Valkey, serves the six functions with functions-framework
-exactly as their containers would, feeds the learn functions from the three producers, prints
-where everything is, and stops everything it started (by pid) on Ctrl-C. With `kafka=True` the
-producers write to a local Kafka broker instead, and `coelho dispatch` delivers from the topics
-to the learn functions exactly as the KafkaSources in `eventing/knative/` would on Knative.
+Starts (or reuses) the embedded Valkey, serves the seven functions (learn and predict per use
+case, and sql) with functions-framework exactly as their containers would, feeds the learn
+functions from the three producers, prints where everything is, and stops everything it
+started (by pid) on Ctrl-C. With `kafka=True` the producers write to a local Kafka broker
+instead, and `coelho dispatch` delivers from the topics to the learn functions exactly as the
+KafkaSources in `eventing/knative/` would on Knative.
 """
 
 from __future__ import annotations
@@ -120,6 +121,10 @@ class Platform:
             spec = next(f for f in FUNCTIONS if f.use_case == key and f.role == "predict")
             example = f"eventing/samples/{key}.json"
             lines.append(f"  curl -s -X POST {self.url(spec)}/ -H 'content-type: application/json' -d @{example}")
+        sql = next(f for f in FUNCTIONS if f.role == "query")
+        query = '{"use_case": "tfd", "query": "SELECT count(*) FROM data"}'
+        lines.append("\nQuery a use case's Delta table (once a writer has committed rows):")
+        lines.append(f"  curl -s -X POST {self.url(sql)}/ -H 'content-type: application/json' -d '{query}'")
         if self.kafka:
             servers = self.broker.bootstrap_servers if self.broker else "the running broker"
             lines.append(f"\nEvents go through Kafka at {servers}, delivered by `coelho dispatch` from "

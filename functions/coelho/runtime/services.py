@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 import flask
@@ -33,7 +33,7 @@ from coelho.runtime import telemetry
 from coelho.runtime.learner import Learner
 from coelho.runtime.predictor import NoModel, Predictor
 
-__all__ = ["LearnService", "PredictService", "close_all", "reject"]
+__all__ = ["LearnService", "PredictService", "close_all", "mount_operational", "reject"]
 
 log = logging.getLogger("coelho.functions")
 
@@ -57,6 +57,16 @@ def reject(status: int, error: str, problems: Iterable[Problem] = (), **headers:
     flask.abort(response)
 
 
+def mount_operational(app: flask.Flask, settings: Settings, status: Callable[[], dict[str, Any]]) -> None:
+    """Logging, JSON bodies for 400/413 and the routes GET /status, /metrics and /healthz."""
+    telemetry.configure_logging(settings.log_level)
+    app.register_error_handler(400, _json_http_error)
+    app.register_error_handler(413, _json_http_error)
+    app.add_url_rule("/status", "coelho_status", status, methods=["GET"])
+    app.add_url_rule("/metrics", "coelho_metrics", _metrics_view, methods=["GET"])
+    app.add_url_rule("/healthz", "coelho_healthz", lambda: {"ok": True}, methods=["GET"])
+
+
 class _Service:
     """Shared wiring: settings, Redis state, error handlers and operational routes."""
 
@@ -71,13 +81,8 @@ class _Service:
         self.settings = settings
         self._build_lock = threading.Lock()
         self._engine: Any = None
-        telemetry.configure_logging(settings.log_level)
-        app.register_error_handler(400, _json_http_error)
-        app.register_error_handler(413, _json_http_error)
+        mount_operational(app, settings, self._status_view)
         app.register_error_handler(ce_errors.GenericException, _malformed_cloudevent)
-        app.add_url_rule("/status", "coelho_status", self._status_view, methods=["GET"])
-        app.add_url_rule("/metrics", "coelho_metrics", _metrics_view, methods=["GET"])
-        app.add_url_rule("/healthz", "coelho_healthz", lambda: {"ok": True}, methods=["GET"])
 
     @classmethod
     def mount(cls, app: flask.Flask, settings: Settings | None = None) -> Any:

@@ -13,6 +13,9 @@ __all__ = [
     "MODEL_VERSION",
     "PREDICTIONS",
     "PREDICT_SECONDS",
+    "SQL_ERRORS",
+    "SQL_ROWS",
+    "SQL_SECONDS",
     "configure_logging",
 ]
 
@@ -38,6 +41,20 @@ PREDICT_SECONDS = Histogram(
 MODEL_VERSION = Gauge(
     "coelho_model_version", "WAL sequence number of the model a function serves or learns.",
     ["function"],
+)
+
+SQL_SECONDS = Histogram(
+    "coelho_sql_query_duration_seconds", "Time to answer one SQL query (refresh, run, JSON rows).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+SQL_ROWS = Histogram(
+    "coelho_sql_rows_returned", "Rows returned by one SQL query.",
+    buckets=(0, 1, 10, 100, 1000, 10_000, 100_000),
+)
+SQL_ERRORS = Counter(
+    "coelho_sql_errors_total",
+    "Refused or failed SQL requests, by type (validation, forbidden, timeout, memory, execution, no_data).",
+    ["error_type"],
 )
 
 

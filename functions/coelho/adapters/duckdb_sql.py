@@ -1,0 +1,234 @@
+"""Read-only SQL over the use cases' Delta tables with one locked-down DuckDB database per process.
+
+Each table is loaded into a native DuckDB table named after it (`TABLE_NAMES`) whenever its Delta
+version changes (checked at most every `refresh_seconds`), so queries run at native speed and always
+see one committed version. The database is configured once, before any query: no file, URL or
+extension access (`enable_external_access=false`, no autoload), no Python replacement scans, a memory
+limit, a thread count, no spilling, and then `lock_configuration=true`, after which no SET, RESET or
+PRAGMA can change anything.
+
+A query is checked by DuckDB's own parser: exactly one statement, of type SELECT (CTEs, subqueries,
+`FROM t` shorthand, DESCRIBE/SUMMARIZE/SHOW are SELECTs). It runs on its own cursor, where a temporary
+view `data` names the request's use case; a timer interrupts it at the timeout; the row limit is a
+LIMIT node on the parsed query's relation (never text pasted around the query).
+
+>>> import tempfile
+>>> engine = SqlEngine({key: DeltaSnapshot(f"{tempfile.mkdtemp()}/{key}") for key in TABLE_NAMES}, SqlLimits())
+>>> engine.query("tfd", "SELECT 1 AS one", 10)
+Traceback (most recent call last):
+...
+coelho.adapters.duckdb_sql.SqlError: no data yet for tfd: no Delta table at ...
+>>> try:
+...     engine.query("tfd", "SELECT 1; DROP TABLE data", 10)
+... except SqlError as exc:
+...     exc.status, exc.kind, str(exc)
+(400, 'validation', 'exactly one statement is allowed; got 2')
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from coelho.adapters.delta_snapshot import DeltaSnapshot
+from coelho.adapters.delta_store import arrow_schema, storage_options
+from coelho.config import Settings
+from coelho.core import USE_CASES
+from coelho.core.sql import SqlLimits, json_value
+from coelho.core.table import TABLE_NAMES, layout_for
+
+__all__ = ["QueryResult", "SqlEngine", "SqlError", "limits_from"]
+
+_BATCH_ROWS = 2048
+
+
+class SqlError(Exception):
+    """A refused or failed query: HTTP status, error kind (a metrics label) and a message saying why."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Columns and JSON-ready rows; `truncated` when the query had more rows than returned."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool
+
+
+@dataclass
+class _Loaded:
+    """What one table holds right now."""
+
+    version: int | None = None
+    checked: float = float("-inf")
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class SqlEngine:
+    """One DuckDB database serving the three tables; thread-safe (a cursor per request)."""
+
+    def __init__(self, sources: Mapping[str, DeltaSnapshot], limits: SqlLimits, refresh_seconds: float = 1.0) -> None:
+        self.limits = limits
+        self.sources = dict(sources)
+        self.refresh_seconds = refresh_seconds
+        self._loaded = {key: _Loaded() for key in self.sources}
+        self._db = duckdb.connect(":memory:", config={
+            "python_enable_replacements": False,  # a query must never see the process's Python variables
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+            "temp_directory": "",  # nothing spills to disk: past the memory limit a query fails
+            "memory_limit": limits.memory_limit,
+            "threads": limits.threads,
+        })
+        self._db.execute("SET GLOBAL TimeZone = 'UTC'")  # instants come back as ISO text in UTC, whatever the host
+        for key in self.sources:  # every name resolves from the start, empty until the table exists
+            self._replace(key, arrow_schema(layout_for(USE_CASES[key])).empty_table())
+        self._db.execute("SET enable_external_access = false")
+        self._db.execute("SET lock_configuration = true")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SqlEngine:
+        """The engine over the tables at `settings.delta_uri(key)`, with the settings' limits."""
+        options = storage_options(settings)
+        sources = {key: DeltaSnapshot(settings.delta_uri(key), options) for key in TABLE_NAMES}
+        return cls(sources, limits_from(settings), settings.sql_refresh_ms / 1000)
+
+    def query(self, use_case: str, text: str, limit: int) -> QueryResult:
+        """Run one read-only SELECT against `data` (= the use case's table); at most `limit` rows."""
+        cursor = self._db.cursor()
+        try:
+            select = _single_select(cursor, text)
+            self._require_data(use_case)
+            cursor.execute(f"CREATE TEMP VIEW data AS FROM main.{TABLE_NAMES[use_case]}")
+            return self._run(cursor, select, limit)
+        finally:
+            cursor.close()
+
+    def describe(self, use_case: str) -> list[dict[str, Any]]:
+        """Name, DuckDB type and nullability (from the table layout) of every column of the use case's table."""
+        self.refresh(use_case)
+        nullable = {column.name: column.nullable for column in layout_for(USE_CASES[use_case]).columns}
+        with self._db.cursor() as cursor:
+            rows = cursor.execute(f"DESCRIBE main.{TABLE_NAMES[use_case]}").fetchall()
+        return [{"name": name, "type": kind, "nullable": nullable.get(name, True)} for name, kind, *_ in rows]
+
+    def count(self, use_case: str) -> tuple[int, int]:
+        """Rows in the use case's table and the Delta version they come from."""
+        version = self._require_data(use_case)
+        with self._db.cursor() as cursor:
+            [(rows,)] = cursor.execute(f"SELECT count(*) FROM main.{TABLE_NAMES[use_case]}").fetchall()
+        return int(rows), version
+
+    def refresh(self, use_case: str) -> int | None:
+        """Reload the table if its Delta version changed and the last check is older than refresh_seconds.
+
+        While one request reloads, the others keep reading the previous version.
+        """
+        loaded = self._loaded[use_case]
+        if time.monotonic() - loaded.checked < self.refresh_seconds:
+            return loaded.version
+        if not loaded.lock.acquire(blocking=loaded.version is None):
+            return loaded.version
+        try:
+            if time.monotonic() - loaded.checked >= self.refresh_seconds:
+                source = self.sources[use_case]
+                version = source.version()
+                if version is not None and version != loaded.version:
+                    self._replace(use_case, source.dataset())
+                    loaded.version = version
+                loaded.checked = time.monotonic()
+            return loaded.version
+        finally:
+            loaded.lock.release()
+
+    def _require_data(self, use_case: str) -> int:
+        version = self.refresh(use_case)
+        if version is None:
+            uri = self.sources[use_case].uri
+            raise SqlError(404, "no_data", f"no data yet for {use_case}: no Delta table at {uri}")
+        return version
+
+    def _replace(self, use_case: str, rows: pa.Table | Any) -> None:
+        """Swap the native table for `rows` in one transaction (running queries keep the old one)."""
+        with self._db.cursor() as cursor:
+            cursor.register("delta_rows", rows)
+            cursor.execute(f"CREATE OR REPLACE TABLE main.{TABLE_NAMES[use_case]} AS FROM delta_rows")
+            cursor.unregister("delta_rows")
+
+    def _run(self, cursor: duckdb.DuckDBPyConnection, select: str, limit: int) -> QueryResult:
+        timer = threading.Timer(self.limits.timeout_seconds, cursor.interrupt)
+        timer.start()
+        try:
+            relation = cursor.sql(select)
+            columns = list(relation.columns)
+            batches, size, truncated = [], 0, False
+            reader = relation.limit(limit + 1).to_arrow_reader(_BATCH_ROWS)
+            for batch in reader:
+                batches.append(batch)
+                size += batch.nbytes
+                if size > self.limits.max_result_bytes:
+                    truncated = True
+                    break
+        except duckdb.Error as exc:
+            raise _classified(exc, self.limits) from None
+        finally:
+            timer.cancel()
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+        if table.num_rows > limit:
+            table, truncated = table.slice(0, limit), True
+        cells = [column.to_pylist() for column in table.columns]
+        rows = [[json_value(value) for value in row] for row in zip(*cells, strict=True)] if cells else []
+        return QueryResult(columns, rows, truncated)
+
+
+def limits_from(settings: Settings) -> SqlLimits:
+    """The query limits the settings ask for (the rest are SqlLimits' defaults)."""
+    return SqlLimits(max_rows=settings.sql_max_rows, default_rows=min(SqlLimits.default_rows, settings.sql_max_rows),
+                     timeout_seconds=settings.sql_timeout_seconds, memory_limit=settings.sql_memory_limit,
+                     threads=settings.sql_threads)
+
+
+def _single_select(cursor: duckdb.DuckDBPyConnection, text: str) -> str:
+    """The text of the only statement in `text`, if DuckDB's parser says it is a SELECT."""
+    try:
+        statements = cursor.extract_statements(text)
+    except duckdb.Error as exc:
+        raise SqlError(400, "validation", f"not valid SQL: {_first_line(exc)}") from None
+    if len(statements) != 1:
+        raise SqlError(400, "validation", f"exactly one statement is allowed; got {len(statements)}")
+    [statement] = statements
+    if statement.type != duckdb.StatementType.SELECT:
+        kind = statement.type.name
+        raise SqlError(400, "validation", f"only a read-only SELECT statement is allowed; got {kind}")
+    return statement.query
+
+
+def _classified(exc: duckdb.Error, limits: SqlLimits) -> SqlError:
+    message = _first_line(exc)
+    if isinstance(exc, duckdb.InterruptException):
+        return SqlError(408, "timeout", f"query stopped after the {limits.timeout_seconds:g} s timeout")
+    if isinstance(exc, duckdb.PermissionException):
+        return SqlError(403, "forbidden", f"not allowed: {message}")
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return SqlError(422, "memory", f"query needs more than the {limits.memory_limit} memory limit: {message}")
+    if isinstance(exc, duckdb.ParserException):
+        return SqlError(400, "validation", f"not valid SQL: {message}")
+    if isinstance(exc, duckdb.InternalException | duckdb.FatalException):
+        return SqlError(500, "execution", f"engine error: {message}")
+    return SqlError(422, "execution", f"query failed: {message}")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
