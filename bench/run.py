@@ -19,6 +19,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib import metadata
@@ -81,21 +82,12 @@ def bench_use_case(
     return result
 
 
-def bench_kafka(processes: Processes, plan: measure.Plan) -> dict[str, Any]:
-    """kafka_e2e; a failure (no java, no broker, a stalled route) is recorded and fails its row, not the run."""
+def guarded(name: str, section: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run one section; a failure (no java, no broker, a stalled route) is recorded and fails its rows, not the run."""
     try:
-        return kafka_e2e(processes, plan, seed=SEED + 1)
+        return section(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the other figures are still worth writing
-        log.exception("kafka_e2e failed")
-        return {"error": f"{type(exc).__name__}: {exc}"}
-
-
-def bench_sql(processes: Processes, plan: measure.Plan) -> dict[str, Any]:
-    """The sql section; a failure is recorded and fails its row, not the run."""
-    try:
-        return sql_bench(processes, plan, seed=SEED + 2)
-    except Exception as exc:  # noqa: BLE001 - the other figures are still worth writing
-        log.exception("sql failed")
+        log.exception("%s failed", name)
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
@@ -138,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             for key in keys:
                 results[key] = bench_use_case(key, processes, hello_event, hello_http, plan)
             if not args.skip_kafka:
-                results["kafka_e2e"] = bench_kafka(processes, plan)
+                results["kafka_e2e"] = guarded("kafka_e2e", kafka_e2e, processes, plan, seed=SEED + 1)
             if not (args.skip_sql or args.kafka_only):
-                results["sql"] = bench_sql(processes, plan)
+                results["sql"] = guarded("sql", sql_bench, processes, plan, seed=SEED + 2)
     except KeyboardInterrupt:
         log.info("interrupted; every process this run started is stopped")
         return 130
