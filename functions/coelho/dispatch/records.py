@@ -166,6 +166,10 @@ def _attribute(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+#: HTTP binding 3.1.3.2: percent-encode space, '"', '%' and anything outside printable ASCII.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+_NEEDS_PERCENT = re.compile(f"[^{re.escape(_HEADER_SAFE)}]")
+
+
 def _percent(value: str) -> str:
-    # HTTP binding 3.1.3.2: percent-encode space, '"', '%' and anything outside printable ASCII.
-    return quote(value, safe="".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%'))
+    return quote(value, safe=_HEADER_SAFE) if _NEEDS_PERCENT.search(value) else value
