@@ -50,6 +50,11 @@ class Settings:
     s3_endpoint_url: str | None = None
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
+    mlflow: bool = True
+    mlflow_tracking_uri: str | None = None
+    mlflow_log_every: int = 1000
+    mlflow_log_seconds: float = 10.0
+    register_every: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -84,6 +89,16 @@ class Settings:
             return f"{self.delta_root.rstrip('/')}/{use_case}"
         return str((self.data_dir / "delta" / use_case).resolve())
 
+    def tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI, else a sqlite database under COELHO_DATA_DIR/mlflow."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
+
+    def artifact_root(self) -> Path:
+        """Where a local (sqlite) tracking store keeps artifacts: COELHO_DATA_DIR/mlflow/artifacts."""
+        return (self.data_dir / "mlflow" / "artifacts").resolve()
+
 
 def _positive(cast: Callable[[str], T]) -> Callable[[str], T]:
     def parse(raw: str) -> T:
@@ -93,6 +108,13 @@ def _positive(cast: Callable[[str], T]) -> Callable[[str], T]:
         return value
 
     return parse
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("1", "0", "true", "false", "on", "off", "yes", "no"):
+        raise ValueError("must be on/off (1/0, true/false, yes/no)")
+    return value in ("1", "true", "on", "yes")
 
 
 #: Settings field → (environment variable, parser). The README's table mirrors this.
@@ -120,5 +142,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "s3_endpoint_url": ("AWS_ENDPOINT_URL", str),
     "s3_access_key_id": ("AWS_ACCESS_KEY_ID", str),
     "s3_secret_access_key": ("AWS_SECRET_ACCESS_KEY", str),
+    "mlflow": ("COELHO_MLFLOW", _flag),
+    "mlflow_tracking_uri": ("MLFLOW_TRACKING_URI", str),
+    "mlflow_log_every": ("COELHO_MLFLOW_LOG_EVERY", _positive(int)),
+    "mlflow_log_seconds": ("COELHO_MLFLOW_LOG_SECONDS", _positive(float)),
+    "register_every": ("COELHO_REGISTER_EVERY", _positive(int)),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

@@ -30,6 +30,7 @@ from coelho.config import Settings
 from coelho.core.online import OnlineModel
 from coelho.core.signing import dumps_signed
 from coelho.core.usecase import UseCase
+from coelho.runtime.history import History
 from coelho.runtime.recovery import Replica
 
 __all__ = ["Learner", "NotLeader"]
@@ -74,6 +75,7 @@ class Learner:
         self.last_checkpoint: dict[str, Any] = {}
         self.status_at = 0.0
         self.renewer: threading.Thread | None = None
+        self.history = History(use_case, settings, self.holder) if settings.mlflow else None
 
     @property
     def ttl_ms(self) -> int:
@@ -139,6 +141,8 @@ class Learner:
             self.checkpoint()
         if now - self.status_at >= STATUS_INTERVAL_S:
             self.publish_status()
+        if self.history is not None and self.replica.model is not None:
+            self.history.observe(self.replica.model)
 
     # leadership ----------------------------------------------------------------------------
     def _ensure_leader(self) -> None:
@@ -165,15 +169,22 @@ class Learner:
             replica = self.replica
             replica.model, replica.seq = None, 0
             if not replica.load_checkpoint():
-                replica.model = OnlineModel(self.use_case, self.settings.model_preset)
-                self.checkpoint()  # seq 0: predictors start from the same fresh model and preset
+                replica.model = self._initial_model()
+                self.checkpoint()  # seq 0: predictors start from the same model and preset
             self.checkpoint_seq = replica.seq
             replayed = replica.catch_up()  # complete: our fence stops every other writer
             self.accepted_seq = replica.seq
             log.info("%s learner %s leads with fence %s: checkpoint seq %d + %d replayed in %.3fs",
                      self.use_case.key, self.holder, self.token, self.checkpoint_seq, replayed,
                      time.perf_counter() - started)
+            if self.history is not None:
+                self.history.started(replica.model)
             self.publish_status()
+
+    def _initial_model(self) -> OnlineModel:
+        """With no checkpoint in Redis: the MLflow champion to continue from, else a fresh model."""
+        restored = self.history.restore() if self.history is not None else None
+        return restored or OnlineModel(self.use_case, self.settings.model_preset)
 
     def _step_down(self, reason: str) -> None:
         log.warning("%s learner %s steps down: %s", self.use_case.key, self.holder, reason)
@@ -246,6 +257,8 @@ class Learner:
                 raise NotLeader("lost the lease while checkpointing")
             self.checkpoint_seq, self.checkpoint_at = seq, time.monotonic()
             self.last_checkpoint = {**meta, "seq": seq, "bytes": len(blob)}
+            if self.history is not None:
+                self.history.checkpointed(blob, model, seq)
             return self.last_checkpoint
 
     def publish_status(self) -> None:
@@ -270,6 +283,7 @@ class Learner:
                 "accepted_version": self.accepted_seq,
                 "apply_errors": self.replica.apply_errors,
                 "last_checkpoint": self.last_checkpoint,
+                "mlflow": self.history.status() if self.history is not None else {"enabled": False},
                 "updated_at": datetime.now(UTC).isoformat(),
                 **(model.status() if model is not None else {"events_applied": 0, "metrics": {}}),
             }
@@ -288,3 +302,6 @@ class Learner:
                 except (NotLeader, redis.RedisError) as exc:
                     log.warning("%s learner closed without a final checkpoint: %s", self.use_case.key, exc)
                 self.token = None
+            if self.history is not None:
+                with self.model_lock:
+                    self.history.close(self.replica.model, self.replica.seq, self.signing_key)
