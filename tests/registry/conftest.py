@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from coelho.adapters.mlflow_server import MlflowServer
 from coelho.config import Settings
 from coelho.runtime.learner import Learner
+from support.postgres import PostgresServer
 from support.registry import FAST
+from support.servers import free_port
 
 
 @pytest.fixture
@@ -41,3 +45,28 @@ def global_uri(ml_settings: Settings) -> Iterator[str]:
     yield uri
     mlflow.set_tracking_uri("")
     mlflow.set_registry_uri("")
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[Callable[..., MlflowServer]]:
+    """`mlflow_server(backend_uri=None, port=None)` starts a lean server (sqlite in tmp_path by default)."""
+    started: list[MlflowServer] = []
+
+    def start(backend_uri: str | None = None, port: int | None = None) -> MlflowServer:
+        backend = backend_uri or f"sqlite:///{tmp_path / 'server.db'}"
+        server = MlflowServer(backend, tmp_path / "server-artifacts", port or free_port(),
+                              log_path=tmp_path / "mlflow-server.log")
+        started.append(server.start())
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (installed with apt-get when missing)."""
+    server = PostgresServer(free_port()).start()
+    yield server
+    server.stop()
