@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from coelho.adapters.mlflow_registry import MlflowRegistry
 from coelho.core import USE_CASES, OnlineModel
 from coelho.runtime.history import History
@@ -79,3 +81,12 @@ def test_restore_from_champion_after_redis_flush_continues_the_series(ml_setting
     after = [m.step for m in client.get_metric_history(run.info.run_id, "MAE")]
     assert max(before) == 1_200 and min(after) > 1_200 and max(after) == 1_500
     assert run.data.tags["coelho.events_applied"] == "1500"
+
+
+def test_no_model_anywhere_is_refused_with_the_reason(ml_settings):
+    from coelho.adapters.redis_state import RedisState
+    from coelho.runtime.predictor import NoModel, Predictor
+
+    state = RedisState.from_url(ml_settings.redis_url, ml_settings.key_prefix, "eta")
+    with pytest.raises(NoModel, match="no version of coelho-eta holds the champion alias"):
+        Predictor(USE_CASES["eta"], state, ml_settings).predict(stream("eta", 1)[0])
