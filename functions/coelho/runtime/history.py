@@ -187,13 +187,13 @@ class History:
         path = f"model-{model.events_applied:012d}"
         self.log_metrics(model)
 
-        def register() -> None:
+        watermarks = {k: tags[k] for k in ("coelho.events_applied", "coelho.last_event_time")}
+
+        def register() -> None:  # runs later, on the outbox thread: uses only values captured now
             run_id = self._run()
             tags["coelho.run_id"] = run_id
             self.last_version = self.registry().register(run_id, blob, tags, path)
-            self.registry().set_tags(run_id, {"coelho.events_applied": str(model.events_applied),
-                                              "coelho.last_event_time": str(model.last_event_time),
-                                              "coelho.last_version": str(self.last_version)})
+            self.registry().set_tags(run_id, {**watermarks, "coelho.last_version": str(self.last_version)})
 
         def elect() -> None:
             self.champion_version = self.registry().update_champion()
