@@ -221,7 +221,7 @@ def checkpoint_cost(model: OnlineModel) -> dict[str, Any]:
 
 def write_checkpoint(key: str, model: OnlineModel, redis_url: str, key_prefix: str) -> dict[str, Any]:
     """Store `model` as the use case's checkpoint through `Learner.checkpoint`, exactly as a learner writes it."""
-    settings = Settings(redis_url=redis_url, signing_key=SIGNING_KEY.encode(), key_prefix=key_prefix)
+    settings = Settings(redis_url=redis_url, signing_key=SIGNING_KEY.encode(), key_prefix=key_prefix, mlflow=False)
     state = RedisState.from_url(redis_url, key_prefix, key)
     learner = Learner(USE_CASES[key], state, settings)
     learner.token = state.try_acquire(learner.holder, learner.ttl_ms)

@@ -133,6 +133,7 @@ class Processes:
             "COELHO_SIGNING_KEY": SIGNING_KEY,
             "COELHO_KEY_PREFIX": key_prefix or self.key_prefix,
             "COELHO_DATA_DIR": str(self.work_dir / "data"),
+            "COELHO_MLFLOW": "off",  # the figures measure the Redis path; MLflow work is off the event path
         }
 
     def launch(self, name: str, key_prefix: str | None = None, **extra_env: str) -> FunctionProcess:

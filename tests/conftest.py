@@ -42,6 +42,7 @@ def settings(redis_url: str, key_prefix: str, tmp_path: Path) -> Settings:
     return Settings(
         redis_url=redis_url, key_prefix=key_prefix, data_dir=tmp_path,
         signing_key=SIGNING_KEY.encode(), predict_refresh_ms=50,
+        mlflow=False,  # MLflow is exercised by tests/mlflow/, which turn it on against their own store
     )
 
 
@@ -54,6 +55,7 @@ def env(settings: Settings) -> dict[str, str]:
         "COELHO_DATA_DIR": str(settings.data_dir),
         "COELHO_SIGNING_KEY": SIGNING_KEY,
         "COELHO_PREDICT_REFRESH_MS": str(settings.predict_refresh_ms),
+        "COELHO_MLFLOW": "on" if settings.mlflow else "off",
     }
 
 

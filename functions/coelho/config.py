@@ -55,6 +55,11 @@ class Settings:
     sql_threads: int = 2
     sql_max_rows: int = 100_000
     sql_refresh_ms: int = 1000
+    mlflow: bool = True
+    mlflow_tracking_uri: str | None = None
+    mlflow_log_every: int = 1000
+    mlflow_log_seconds: float = 10.0
+    register_every: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +94,16 @@ class Settings:
             return f"{self.delta_root.rstrip('/')}/{use_case}"
         return str((self.data_dir / "delta" / use_case).resolve())
 
+    def tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI, else a sqlite database under COELHO_DATA_DIR/mlflow."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
+
+    def artifact_root(self) -> Path:
+        """Where a local (sqlite) tracking store keeps artifacts: COELHO_DATA_DIR/mlflow/artifacts."""
+        return (self.data_dir / "mlflow" / "artifacts").resolve()
+
 
 def _positive(cast: Callable[[str], T]) -> Callable[[str], T]:
     def parse(raw: str) -> T:
@@ -98,6 +113,13 @@ def _positive(cast: Callable[[str], T]) -> Callable[[str], T]:
         return value
 
     return parse
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("1", "0", "true", "false", "on", "off", "yes", "no"):
+        raise ValueError("must be on/off (1/0, true/false, yes/no)")
+    return value in ("1", "true", "on", "yes")
 
 
 #: Settings field → (environment variable, parser). The README's table mirrors this.
@@ -130,5 +152,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sql_threads": ("COELHO_SQL_THREADS", _positive(int)),
     "sql_max_rows": ("COELHO_SQL_MAX_ROWS", _positive(int)),
     "sql_refresh_ms": ("COELHO_SQL_REFRESH_MS", _positive(int)),
+    "mlflow": ("COELHO_MLFLOW", _flag),
+    "mlflow_tracking_uri": ("MLFLOW_TRACKING_URI", str),
+    "mlflow_log_every": ("COELHO_MLFLOW_LOG_EVERY", _positive(int)),
+    "mlflow_log_seconds": ("COELHO_MLFLOW_LOG_SECONDS", _positive(float)),
+    "register_every": ("COELHO_REGISTER_EVERY", _positive(int)),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

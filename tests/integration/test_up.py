@@ -31,7 +31,7 @@ def _status(url: str) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("kafka", [False, True], ids=["http", "kafka"])
 def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafka):
-    base = _free_block(7)
+    base = _free_block(8)  # seven functions and the MLflow server
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PYTEST_CURRENT_TEST", "PORT")}
     env["COELHO_DATA_DIR"] = str(tmp_path / "state")
     up = subprocess.Popen(
@@ -53,6 +53,8 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
         templates = requests.get(f"http://127.0.0.1:{base + 6}/templates?use_case=tfd", timeout=5)
         assert templates.status_code == 200 and templates.json()["templates"]
         assert ("coelho dlq list" in banner) is kafka
+        assert f"MLflow: http://127.0.0.1:{base + 7}" in banner
+        assert requests.get(f"http://127.0.0.1:{base + 7}/health", timeout=5).ok
 
         def wait_events(url: str, count: int) -> dict:
             limit = time.monotonic() + 120
@@ -79,6 +81,8 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
     assert up.returncode == 0
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", base)) != 0  # the functions are gone
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", base + 6)) != 0  # so is the MLflow server
     valkey_url = (tmp_path / "state" / "valkey" / "url").read_text()
     port = int(valkey_url.rsplit(":", 1)[1])
     with socket.socket() as probe:

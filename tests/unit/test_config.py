@@ -27,3 +27,12 @@ def test_development_signing_key_is_created_once(tmp_path):
     assert key == settings.resolved_signing_key() and len(key) == 64
     assert (tmp_path / "signing.key").stat().st_mode & 0o777 == 0o600
     assert Settings(signing_key=b"k").resolved_signing_key() == b"k"
+
+
+def test_mlflow_settings(tmp_path):
+    settings = Settings.from_env({"COELHO_MLFLOW": "off", "COELHO_DATA_DIR": str(tmp_path)})
+    assert settings.mlflow is False
+    assert settings.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow/mlflow.db"
+    assert Settings.from_env({"MLFLOW_TRACKING_URI": "http://mlflow:5000"}).tracking_uri() == "http://mlflow:5000"
+    with pytest.raises(ConfigError, match="COELHO_MLFLOW"):
+        Settings.from_env({"COELHO_MLFLOW": "maybe"})

@@ -144,5 +144,5 @@ USE_CASE = UseCase(
     features=features,
     presets={"default": default_model, "original": original_model},
     make_metrics=ClusteringSuite,
-    champion=ChampionRule("Silhouette", "max"),
+    champion=ChampionRule("Silhouette", "max", rolling="RollingSilhouette"),
 )

@@ -171,5 +171,5 @@ USE_CASE = UseCase(
     features=features,
     presets={"default": default_model, "original": original_model},
     make_metrics=RegressionSuite,
-    champion=ChampionRule("MAE", "min"),
+    champion=ChampionRule("MAE", "min", rolling="RollingMAE"),
 )

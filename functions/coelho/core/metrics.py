@@ -32,7 +32,7 @@ def _finite(value: float) -> float | None:
 
 
 class ClassificationSuite:
-    """TFD: class metrics on one shared confusion matrix plus probability metrics."""
+    """TFD: class metrics on one shared confusion matrix, probability metrics and FBeta over the last 1000."""
 
     def __init__(self) -> None:
         self.cm = metrics.ConfusionMatrix()
@@ -53,6 +53,7 @@ class ClassificationSuite:
             "RollingROCAUC": metrics.RollingROCAUC(window_size=5000, pos_val=1),
             "LogLoss": metrics.LogLoss(),
         }
+        self.rolling_fbeta = utils.Rolling(metrics.FBeta, window_size=1000, beta=2.0, pos_val=1)
 
     def update(self, event: Mapping[str, Any], x: Mapping[str, Any], outcome: Mapping[str, Any]) -> None:
         """Feed the label and the pre-learning prediction and probability."""
@@ -62,6 +63,7 @@ class ClassificationSuite:
         self.proba_metrics["ROCAUC"].update(y, proba)
         self.proba_metrics["RollingROCAUC"].update(y, proba)
         self.proba_metrics["LogLoss"].update(y == 1, proba)
+        self.rolling_fbeta.update(y, int(outcome["y_pred"]))
 
     def report(self) -> dict[str, Any]:
         """Scalars plus the confusion matrix as tn/fp/fn/tp counts."""
@@ -69,6 +71,7 @@ class ClassificationSuite:
             name: _finite(float(m.get()))
             for name, m in {**self.class_metrics, **self.proba_metrics}.items()
         }
+        out["RollingFBeta"] = _finite(float(self.rolling_fbeta.get()))
         cm = self.cm
         out["ConfusionMatrix"] = {
             "tn": int(cm[0][0]), "fp": int(cm[0][1]), "fn": int(cm[1][0]), "tp": int(cm[1][1]),

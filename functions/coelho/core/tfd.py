@@ -160,5 +160,5 @@ USE_CASE = UseCase(
     features=features,
     presets={"default": default_model, "original": original_model},
     make_metrics=ClassificationSuite,
-    champion=ChampionRule("FBeta", "max"),
+    champion=ChampionRule("FBeta", "max", rolling="RollingFBeta"),
 )

@@ -26,10 +26,16 @@ class MetricSuite(Protocol):
 
 @dataclass(frozen=True)
 class ChampionRule:
-    """The single metric that ranks models of a use case (used for the champion alias)."""
+    """The single metric that ranks models of a use case (used for the champion alias).
+
+    `rolling` names the same metric computed over the last `window` events: models are ranked on
+    it, so that scores of models that have seen different amounts of data stay comparable.
+    """
 
     metric: str
     mode: Literal["max", "min"]
+    rolling: str
+    window: int = 1000
 
     def better(self, a: float, b: float) -> bool:
         """True when score `a` beats score `b`."""

@@ -1,11 +1,14 @@
 """`coelho up`: the whole platform on one machine, with embedded defaults and no Docker.
 
-Starts (or reuses) the embedded Valkey, serves the seven functions (learn and predict per use
-case, and sql) with functions-framework exactly as their containers would, feeds the learn
-functions from the three producers, prints where everything is, and stops everything it
-started (by pid) on Ctrl-C. With `kafka=True` the producers write to a local Kafka broker
-instead, and `coelho dispatch` delivers from the topics to the learn functions exactly as the
-KafkaSources in `eventing/knative/` would on Knative.
+Starts (or reuses) the embedded Valkey, serves the functions (learn and predict per use case,
+and sql) with functions-framework exactly as their containers would, feeds the learn functions
+from the three producers, prints where everything is, and stops everything it started (by pid)
+on Ctrl-C. Unless MLFLOW_TRACKING_URI names a server (or COELHO_MLFLOW=off), it also starts a
+lean MLflow server on the data dir's sqlite store, on the port after the functions', and points
+every function at it: one writer process for the sqlite file, and a UI to browse runs, versions
+and champions. With `kafka=True` the producers write to a local Kafka broker instead, and
+`coelho dispatch` delivers from the topics to the learn functions exactly as the KafkaSources in
+`eventing/knative/` would on Knative.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import requests
 
 from coelho.adapters.embedded_redis import EmbeddedValkey
 from coelho.adapters.kafka_broker import KafkaBroker, KafkaBrokerError
+from coelho.adapters.mlflow_server import MlflowServer
 from coelho.config import Settings
 from coelho.core import USE_CASES
 from coelho.dispatch.manifest import load_manifests
@@ -52,6 +56,7 @@ class Platform:
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     valkey: EmbeddedValkey | None = None
     broker: KafkaBroker | None = None
+    mlflow_server: MlflowServer | None = None
 
     def url(self, spec: FunctionSpec) -> str:
         index = [f for f in FUNCTIONS if f.role != "baseline"].index(spec)
@@ -74,12 +79,21 @@ class Platform:
         logs = data_dir / "logs"
         logs.mkdir(exist_ok=True)
         served = [f for f in FUNCTIONS if f.role != "baseline"]
+        if self.settings.mlflow and not self.settings.mlflow_tracking_uri:
+            settings = self.settings
+            server = MlflowServer(settings.tracking_uri(), settings.artifact_root(), self.base_port + len(served),
+                                  logs / "mlflow.log")
+            (data_dir / "mlflow").mkdir(exist_ok=True)
+            self.mlflow_server = server.start(wait=None)
+            env["MLFLOW_TRACKING_URI"] = server.url
         for spec in served:
             self._spawn(spec.name, spec.command(int(self.url(spec).rsplit(":", 1)[1])), env, logs)
         if self.kafka:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self._start_kafka(data_dir)
         for spec in served:
             _wait_healthy(self.url(spec) + "/healthz")
+        if self.mlflow_server is not None:  # before any event: a learner on an empty Redis asks for the champion
+            self.mlflow_server.wait_healthy(180)
         learners = {key: self.url(next(f for f in served if f.use_case == key and f.role == "learn")) + "/"
                     for key in USE_CASES}
         if self.kafka:
@@ -130,6 +144,10 @@ class Platform:
             lines.append(f"\nEvents go through Kafka at {servers}, delivered by `coelho dispatch` from "
                          f"{self.manifests}/. Dead letters:")
             lines.append(f"  KAFKA_BOOTSTRAP_SERVERS={servers} coelho dlq list tfd")
+        if self.settings.mlflow:
+            where = self.mlflow_server.url if self.mlflow_server else self.settings.tracking_uri()
+            lines.append(f"\nMLflow: {where}  (one run per learner; registered models coelho-tfd, coelho-eta, "
+                         "coelho-ecci; the `champion` alias is what predict serves when Redis has no model)")
         lines.append(f"\nState and logs: {self.settings.data_dir.resolve()}   Stop with Ctrl-C.")
         return "\n".join(lines)
 
@@ -146,6 +164,8 @@ class Platform:
                 log.warning("%s did not stop in time; killing pid %d", name, child.pid)
                 child.kill()
                 child.wait()
+        if self.mlflow_server is not None:
+            self.mlflow_server.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.valkey is not None:

@@ -33,6 +33,7 @@ from coelho.config import Settings
 from coelho.core.online import OnlineModel
 from coelho.core.signing import dumps_signed
 from coelho.core.usecase import UseCase
+from coelho.runtime.history import History
 from coelho.runtime.recovery import Replica
 
 __all__ = ["Learner", "NotLeader"]
@@ -94,6 +95,7 @@ class Learner:
         self.renewer: threading.Thread | None = None
         self.lead_retry_at = 0.0
         self.published_seq = -1
+        self.history = History(use_case, settings, self.holder) if settings.mlflow else None
 
     @property
     def ttl_ms(self) -> int:
@@ -188,6 +190,8 @@ class Learner:
             self.checkpoint()
         if now - self.status_at >= STATUS_INTERVAL_S:
             self.publish_status()
+        if self.history is not None and self.replica.model is not None:
+            self.history.observe(self.replica.model)
 
     # leadership ----------------------------------------------------------------------------
     def _lead(self) -> bool:
@@ -222,15 +226,22 @@ class Learner:
             replica = self.replica
             replica.model, replica.seq = None, 0
             if not replica.load_checkpoint():
-                replica.model = OnlineModel(self.use_case, self.settings.model_preset)
-                self.checkpoint()  # seq 0: predictors start from the same fresh model and preset
+                replica.model = self._initial_model()
+                self.checkpoint()  # seq 0: predictors start from the same model and preset
             self.checkpoint_seq = replica.seq
             replayed = replica.catch_up()  # what followers log from now on is read at the next gap
             self.accepted_seq = replica.seq
             log.info("%s learner %s leads with fence %s: checkpoint seq %d + %d replayed in %.3fs",
                      self.use_case.key, self.holder, self.token, self.checkpoint_seq, replayed,
                      time.perf_counter() - started)
+            if self.history is not None:
+                self.history.started(replica.model)
             self.publish_status()
+
+    def _initial_model(self) -> OnlineModel:
+        """With no checkpoint in Redis: the MLflow champion to continue from, else a fresh model."""
+        restored = self.history.restore() if self.history is not None else None
+        return restored or OnlineModel(self.use_case, self.settings.model_preset)
 
     def _step_down(self, reason: str) -> None:
         log.warning("%s learner %s steps down: %s", self.use_case.key, self.holder, reason)
@@ -322,6 +333,8 @@ class Learner:
                 raise NotLeader("lost the lease while checkpointing")
             self.checkpoint_seq, self.checkpoint_at = seq, time.monotonic()
             self.last_checkpoint = {**meta, "seq": seq, "bytes": len(blob)}
+            if self.history is not None:
+                self.history.checkpointed(blob, model, seq)
             return self.last_checkpoint
 
     def publish_status(self) -> None:
@@ -342,7 +355,7 @@ class Learner:
                 published = self.state.read_status()
                 return {"use_case": self.use_case.key, "model_version": 0, "events_applied": 0, "metrics": {},
                         **published, "role": "learner", "leader": False, "holder": self.holder,
-                        "leader_holder": published.get("holder")}
+                        "leader_holder": published.get("holder"), "mlflow": self._history_status()}
             return {
                 "use_case": self.use_case.key,
                 "role": "learner",
@@ -353,9 +366,13 @@ class Learner:
                 "accepted_version": self.accepted_seq,
                 "apply_errors": self.replica.apply_errors,
                 "last_checkpoint": self.last_checkpoint,
+                "mlflow": self._history_status(),
                 "updated_at": datetime.now(UTC).isoformat(),
                 **(model.status() if model is not None else {"events_applied": 0, "metrics": {}}),
             }
+
+    def _history_status(self) -> dict[str, Any]:
+        return self.history.status() if self.history is not None else {"enabled": False}
 
     def close(self) -> None:
         """Apply what was accepted, checkpoint if anything is pending, release the lease, stop the threads."""
@@ -371,3 +388,6 @@ class Learner:
                 except (NotLeader, redis.RedisError) as exc:
                     log.warning("%s learner closed without a final checkpoint: %s", self.use_case.key, exc)
                 self.token = None
+            if self.history is not None:
+                with self.model_lock:
+                    self.history.close(self.replica.model, self.replica.seq, self.signing_key)

@@ -2,23 +2,38 @@
 
 At most every `predict_refresh_ms` a request checks Redis: when the checkpoint is far ahead it
 reloads it, otherwise it replays the few new WAL entries. An event acknowledged by the learner
-is therefore visible to predictions within one refresh interval, and a predictor never serves a
-model that has not learned anything (it answers "no model" instead).
+is therefore visible to predictions within one refresh interval (`model_source: "live"`).
+
+When Redis holds no trained model (a flushed or new Redis, a learner not started yet), the
+predictor serves the MLflow champion instead (`model_source: "mlflow"`, `model_version` = the
+registered version), looked up at most every `CHAMPION_REFRESH_S` and cached by version. It
+never serves a model that has not learned anything: with no model anywhere it answers "no
+model" with the reason.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coelho.adapters.redis_state import RedisState
 from coelho.config import Settings
 from coelho.core.usecase import UseCase
+from coelho.runtime.history import open_registry
 from coelho.runtime.recovery import Replica
 
-__all__ = ["NoModel", "Predictor"]
+if TYPE_CHECKING:
+    from coelho.adapters.mlflow_registry import Champion, MlflowRegistry
+
+__all__ = ["ChampionSource", "NoModel", "Predictor"]
+
+log = logging.getLogger(__name__)
+
+#: How often (seconds) a predictor without a live model asks MLflow which version is the champion.
+CHAMPION_REFRESH_S = 10.0
 
 #: Reload the checkpoint instead of replaying when it is this many events ahead.
 RELOAD_GAP = 2_000
@@ -28,12 +43,43 @@ class NoModel(LookupError):
     """No trained model exists yet for this use case."""
 
 
+class ChampionSource:
+    """The MLflow champion of one use case, cached by version; `reason` says why there is none."""
+
+    def __init__(self, use_case: UseCase, settings: Settings) -> None:
+        self.use_case = use_case
+        self.settings = settings
+        self.champion: Champion | None = None
+        self.checked_at = float("-inf")
+        self.reason = "MLflow is disabled (COELHO_MLFLOW=off)" if not settings.mlflow else "not looked up yet"
+        self._registry: MlflowRegistry | None = None
+
+    def get(self) -> Champion | None:
+        """The current champion (MLflow asked at most every CHAMPION_REFRESH_S); None with `reason` set."""
+        if not self.settings.mlflow:
+            return None
+        now = time.monotonic()
+        if now - self.checked_at >= CHAMPION_REFRESH_S:
+            self.checked_at = now
+            try:
+                if self._registry is None:
+                    self._registry = open_registry(self.use_case, self.settings)
+                self.champion = self._registry.load_champion(self.champion)
+                if self.champion is None:
+                    self.reason = f"no version of {self._registry.name} holds the champion alias"
+            except Exception as exc:  # noqa: BLE001 - MLflow down: keep the cached champion, if any
+                self.reason = f"MLflow unreachable: {type(exc).__name__}: {exc}"[:300]
+                log.warning("%s champion lookup failed: %s", self.use_case.key, self.reason)
+        return self.champion
+
+
 class Predictor:
-    """Serves predictions from a replica that follows the learner."""
+    """Serves predictions from a replica that follows the learner, else from the MLflow champion."""
 
     def __init__(self, use_case: UseCase, state: RedisState, settings: Settings) -> None:
         self.use_case = use_case
         self.replica = Replica(state, settings.resolved_signing_key())
+        self.champion = ChampionSource(use_case, settings)
         self.refresh_s = settings.predict_refresh_ms / 1000
         self.lock = threading.Lock()
         self.refreshed_at = float("-inf")
@@ -47,12 +93,19 @@ class Predictor:
                 self.refreshed_at = now
             model = self.replica.model
             if model is None or model.events_applied == 0:
-                raise NoModel(f"no {self.use_case.key} model has learned any event yet")
+                return self._from_champion(payload)
             return {
                 **model.predict(payload),
                 "model_version": self.replica.seq,
                 "model_source": "live",
             }
+
+    def _from_champion(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        champion = self.champion.get()
+        if champion is None:
+            raise NoModel(f"no {self.use_case.key} model has learned any event yet and there is no MLflow "
+                          f"champion to serve: {self.champion.reason}")
+        return {**champion.model.predict(payload), "model_version": champion.version, "model_source": "mlflow"}
 
     def refresh(self) -> int:
         """Bring the replica up to the newest accepted event; returns events replayed."""
@@ -75,5 +128,7 @@ class Predictor:
                 "use_case": self.use_case.key,
                 "role": "predictor",
                 "model_version": self.replica.seq,
+                "champion": {"version": self.champion.champion.version if self.champion.champion else None,
+                             "reason": None if self.champion.champion else self.champion.reason},
                 "learner": self.replica.state.read_status(),
             }

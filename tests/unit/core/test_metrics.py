@@ -16,10 +16,11 @@ def test_classification_suite_names_and_confusion_matrix():
     report = suite.report()
     assert set(report) == {"Recall", "Precision", "F1", "FBeta", "Accuracy", "BalancedAccuracy", "MCC",
                            "GeometricMean", "CohenKappa", "Jaccard", "ROCAUC", "RollingROCAUC", "LogLoss",
-                           "ConfusionMatrix"}
+                           "RollingFBeta", "ConfusionMatrix"}
     assert report["ConfusionMatrix"] == {"tn": 1, "fp": 1, "fn": 1, "tp": 1}
     assert report["Recall"] == 0.5 and report["Accuracy"] == 0.5
     assert report["FBeta"] == pytest.approx(0.5)
+    assert report["RollingFBeta"] == pytest.approx(0.5)  # fewer events than the window: all of them
 
 
 def test_regression_suite_time_rolling_window_forgets_old_errors():
