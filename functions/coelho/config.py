@@ -50,6 +50,11 @@ class Settings:
     s3_endpoint_url: str | None = None
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
+    spark_trigger: str = "5 seconds"
+    spark_checkpoint_root: str | None = None
+    sink_batch_rows: int = 500
+    sink_batch_ms: int = 200
+    sink_compact_every: int = 100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +88,13 @@ class Settings:
         if self.delta_root:
             return f"{self.delta_root.rstrip('/')}/{use_case}"
         return str((self.data_dir / "delta" / use_case).resolve())
+
+    def spark_checkpoint(self, use_case: str) -> str:
+        """The Spark job's checkpoint of `use_case`: COELHO_SPARK_CHECKPOINT_ROOT/<use_case>, else
+        COELHO_DATA_DIR/checkpoints/spark/<use_case>."""
+        if self.spark_checkpoint_root:
+            return f"{self.spark_checkpoint_root.rstrip('/')}/{use_case}"
+        return str((self.data_dir / "checkpoints" / "spark" / use_case).resolve())
 
 
 def _positive(cast: Callable[[str], T]) -> Callable[[str], T]:
@@ -120,5 +132,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "s3_endpoint_url": ("AWS_ENDPOINT_URL", str),
     "s3_access_key_id": ("AWS_ACCESS_KEY_ID", str),
     "s3_secret_access_key": ("AWS_SECRET_ACCESS_KEY", str),
+    "spark_trigger": ("COELHO_SPARK_TRIGGER", str),
+    "spark_checkpoint_root": ("COELHO_SPARK_CHECKPOINT_ROOT", str),
+    "sink_batch_rows": ("COELHO_SINK_BATCH_ROWS", _positive(int)),
+    "sink_batch_ms": ("COELHO_SINK_BATCH_MS", _positive(int)),
+    "sink_compact_every": ("COELHO_SINK_COMPACT_EVERY", _positive(int)),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

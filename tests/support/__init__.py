@@ -62,3 +62,13 @@ def stream(key: str, count: int, seed: int = 1) -> list[dict[str, Any]]:
 
     start = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
     return list(islice(make_generator(key, seed=seed, start=start), count))
+
+
+def wait_for(predicate: Any, timeout: float = 120.0, every: float = 0.2, what: str = "condition") -> None:
+    """Poll `predicate` until true; fail naming `what` after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
