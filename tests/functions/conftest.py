@@ -22,6 +22,8 @@ def client(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[App
 
     def build(target: str) -> FlaskClient:
         folder, signature = ("learn", "cloudevent") if target.endswith("_learn") else ("predict", "http")
+        if target == "delta_sink":
+            folder, signature = "delta_sink", "cloudevent"
         if target.startswith("hello"):
             folder, signature = "hello", "cloudevent" if target == "hello_event" else "http"
         source = ROOT / "functions" / folder / "main.py"

@@ -82,4 +82,5 @@ def test_one_row_per_event_across_restart_and_crash(kafka_broker, tmp_path):
     table = DeltaTable(str(tmp_path / "delta" / "tfd")).to_pyarrow_table()
     assert table.column("kafka_offset").null_count == 0 and table.column("event_time").null_count == 0
     quarantined = DeltaTable(str(tmp_path / "delta" / "tfd_quarantine")).to_pyarrow_table().to_pylist()
-    assert [(q["value"], q["reason"]) for q in quarantined] == [("{not json", "value is not a JSON object of the schema's types")]
+    reason = "value is not a JSON object of the schema's types"
+    assert [(q["value"], q["reason"]) for q in quarantined] == [("{not json", reason)]

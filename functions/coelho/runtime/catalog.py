@@ -20,7 +20,7 @@ from coelho.config import Settings
 
 __all__ = ["FUNCTIONS", "FunctionSpec", "find", "functions_dir"]
 
-Role = Literal["learn", "predict", "baseline"]
+Role = Literal["learn", "predict", "sink", "baseline"]
 
 
 def functions_dir() -> Path:
@@ -60,6 +60,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = tuple(
         FunctionSpec(f"{key}-predict", "predict", f"{key}_predict", "http", "predict", key),
     )
 ) + (
+    FunctionSpec("delta-sink", "delta_sink", "delta_sink", "cloudevent", "sink"),
     FunctionSpec("hello-event", "hello", "hello_event", "cloudevent", "baseline"),
     FunctionSpec("hello-http", "hello", "hello_http", "http", "baseline"),
 )
