@@ -105,8 +105,9 @@ hadoop-aws is added when a location is s3:// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_I
 
     up = commands.add_parser(
         "up", help="run the platform locally until Ctrl-C",
-        description="Start the embedded Valkey (unless REDIS_URL is set), the six functions and the "
-        "three producers feeding the learn functions. State goes to COELHO_DATA_DIR (default .coelho/).",
+        description="Start the embedded Valkey (unless REDIS_URL is set), the seven functions (six "
+        "learn/predict and delta-sink) and the "
+        "three producers feeding the learn functions and delta-sink. State goes to COELHO_DATA_DIR (default .coelho/).",
     )
     up.add_argument("--base-port", type=int, default=8081, help="first function port (default 8081)")
     up.add_argument("--rate-scale", type=float, default=1.0,

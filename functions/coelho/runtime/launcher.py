@@ -1,10 +1,11 @@
 """`coelho up`: the whole platform on one machine, with embedded defaults and no Docker.
 
-Starts (or reuses) the embedded Valkey, serves the six functions with functions-framework
-exactly as their containers would, feeds the learn functions from the three producers, prints
+Starts (or reuses) the embedded Valkey, serves the seven functions with functions-framework
+exactly as their containers would, feeds the learn functions and delta-sink (the Delta tables)
+from the three producers, prints
 where everything is, and stops everything it started (by pid) on Ctrl-C. With `kafka=True` the
 producers write to a local Kafka broker instead, and `coelho dispatch` delivers from the topics
-to the learn functions exactly as the KafkaSources in `eventing/knative/` would on Knative.
+to the learn functions and delta-sink exactly as the KafkaSources in `eventing/knative/` would on Knative.
 """
 
 from __future__ import annotations
@@ -81,13 +82,14 @@ class Platform:
             _wait_healthy(self.url(spec) + "/healthz")
         learners = {key: self.url(next(f for f in served if f.use_case == key and f.role == "learn")) + "/"
                     for key in USE_CASES}
+        delta_sink = self.url(next(f for f in served if f.role == "sink")) + "/"
         if self.kafka:
             sinks = [arg for key, url in learners.items() for arg in ("--sink", f"{key}-learn={url}")]
             self._spawn("dispatch", [sys.executable, "-m", "coelho.cli", "dispatch", "--manifests",
-                                     str(self.manifests), *sinks], env, logs)
+                                     str(self.manifests), *sinks, "--sink", f"delta-sink={delta_sink}"], env, logs)
         if self.producers:
-            for key, rate in DEFAULT_RATES.items():
-                target = ["--kafka"] if self.kafka else ["--sink", learners[key]]
+            for key, rate in DEFAULT_RATES.items():  # over HTTP each event goes to the learner, then to delta-sink
+                target = ["--kafka"] if self.kafka else ["--sink", learners[key], "--sink", delta_sink]
                 command = [sys.executable, "-m", "coelho.cli", "produce", key, "--rate", str(rate * self.rate_scale),
                            *target]
                 self._spawn(f"{key}-producer", command, env, logs)
