@@ -55,6 +55,8 @@ class Plan:
     kafka_seconds: float  # kafka_e2e: seconds of paced producing at each rate
     kafka_backlog: int  # kafka_e2e: events produced ahead, then drained, for max_events_per_s
     kafka_rates: tuple[int, ...] = (100, 1000)  # kafka_e2e: paced producer rates, events/s
+    ingest_events: int = 3_000  # ingest: events posted to delta-sink
+    ingest_spark_events: int | None = None  # ingest: events the Spark job ingests (None: skipped)
 
     @property
     def learn_needed(self) -> int:
@@ -73,7 +75,8 @@ class Plan:
 QUICK = Plan(True, warmup=300, rounds=8, learn_events=250, predict_requests=250,
              cold_events=20_000, cold_repeats=3, quality_events=5_000, kafka_seconds=5, kafka_backlog=10_000)
 FULL = Plan(False, warmup=500, rounds=20, learn_events=500, predict_requests=500,
-            cold_events=100_000, cold_repeats=5, quality_events=20_000, kafka_seconds=15, kafka_backlog=30_000)
+            cold_events=100_000, cold_repeats=5, quality_events=20_000, kafka_seconds=15, kafka_backlog=30_000,
+            ingest_events=10_000, ingest_spark_events=50_000)
 
 
 def efficiency(events_per_s: float, raw_events_per_s: float, hello_events_per_s: float) -> float:

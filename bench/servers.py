@@ -137,7 +137,7 @@ class Processes:
 
     def launch(self, name: str, key_prefix: str | None = None) -> FunctionProcess:
         """Start one server without waiting for it."""
-        server = FunctionProcess(name, self.env(key_prefix), self.log_dir).launch()
+        server = FunctionProcess(name, find(name).environment() | self.env(key_prefix), self.log_dir).launch()
         self.started.append(server)
         return server
 

@@ -101,6 +101,8 @@ hadoop-aws is added when a location is s3:// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_I
     spark.add_argument("--master", default="local[2]", help="Spark master URL (default local[2])")
     spark.add_argument("--topic", action="append", default=[], metavar="USE_CASE=TOPIC",
                        help="read another topic for a use case (repeatable; default: the producers' topics)")
+    spark.add_argument("--max-records-per-batch", type=int, default=None, metavar="N",
+                       help="at most N Kafka records per micro-batch and use case (default: all available)")
     spark.add_argument("--ui", action="store_true", help="serve the Spark UI (off by default)")
 
     up = commands.add_parser(
@@ -155,7 +157,7 @@ def _fn(args: argparse.Namespace) -> int:
         print(exc.args[0], file=sys.stderr)
         return 2
     command = spec.command(args.port or Settings.from_env().port)
-    os.execv(command[0], command)
+    os.execve(command[0], command, spec.environment() | dict(os.environ))
     return 0  # pragma: no cover - execv does not return
 
 
@@ -172,7 +174,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         print(exc, file=sys.stderr)
         return 2
     return run(settings, args.use_cases or ["tfd", "eta", "ecci"], topics=topics, trigger=args.trigger,
-               once=args.once, master=args.master, ui=args.ui)
+               once=args.once, master=args.master, ui=args.ui, max_records=args.max_records_per_batch)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 `submit` queues one validated event and blocks until the micro-batch holding it is committed to the use
 case's Delta table (so a 2xx means the row is in the table). A batch is written when it holds
-`COELHO_SINK_BATCH_ROWS` events, when its oldest event waited `COELHO_SINK_BATCH_MS`, or as soon as no
-other request is on its way to the writer (`Arrivals`): a lone sequential sender is not slowed down and
-concurrent senders share commits.
+`COELHO_SINK_BATCH_ROWS` events, when its oldest event waited `COELHO_SINK_BATCH_MS`, or when no other
+request is on its way to the writer (`Arrivals`) and either as many events are queued as the previous
+commit answered (those senders are back) or `LINGER_S` passed since that commit: a lone sequential sender
+is not slowed down, and concurrent senders share commits.
 
 Idempotency:
 
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 COMMIT_ATTEMPTS = 3
 #: Longest a request waits for its batch before answering 503 (the sender retries; dedup keeps one row).
 ACK_TIMEOUT_S = 30.0
+#: After a commit, how long to wait for the senders it answered before writing a smaller batch.
+LINGER_S = 0.005
 #: Files removed by compaction are deleted after this many hours (Delta's default retention).
 VACUUM_RETENTION_HOURS = 168
 
@@ -112,6 +115,7 @@ class DeltaWriter:
         self._committed: OrderedDict[tuple[str, str], float] = OrderedDict()  # key → commit time (monotonic)
         self._pending: dict[tuple[str, str], tuple[dict[str, Any], _Waiter]] = {}
         self._first_at = 0.0
+        self._last_batch = (1, 0.0)  # rows of the previous commit, and when its senders were answered
         self._cond = threading.Condition()
         self._closed = False
         self._load_recent_keys()
@@ -153,20 +157,21 @@ class DeltaWriter:
             self._cond.notify()
         self._thread.join(ACK_TIMEOUT_S)
 
-    def _due(self) -> bool:
+    def _due(self, now: float) -> bool:
         if not self._pending:
             return False
-        return (self._closed or len(self._pending) >= self.batch_rows or self.arrivals.count <= 0
-                or time.monotonic() - self._first_at >= self.batch_seconds)
+        if self._closed or len(self._pending) >= self.batch_rows or now - self._first_at >= self.batch_seconds:
+            return True
+        rows, answered_at = self._last_batch
+        return self.arrivals.count <= 0 and (len(self._pending) >= rows or now - answered_at >= LINGER_S)
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._due():
-                    if self._closed:
+                while not self._due(time.monotonic()):
+                    if self._closed and not self._pending:
                         return
-                    wait = self.batch_seconds - (time.monotonic() - self._first_at) if self._pending else None
-                    self._cond.wait(wait)
+                    self._cond.wait(LINGER_S if self._pending else None)
                 batch, self._pending = self._pending, {}
             self._flush(batch)
 
@@ -177,7 +182,7 @@ class DeltaWriter:
         error = None
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
-                self._commit(pa.Table.from_pylist(rows, schema=self.schema), self._version)
+                self._commit(pa.Table.from_pylist(rows, schema=self.schema), self._version, retry=attempt > 1)
                 error = None
                 break
             except Exception as exc:  # noqa: BLE001 - any storage error: retry the same transaction
@@ -198,15 +203,17 @@ class DeltaWriter:
         for _, waiter in batch.values():
             waiter.error = error
             waiter.done.set()
+        self._last_batch = (len(batch), time.monotonic())
         if error is None and self._version % self.compact_every == 0:
             self._compact()
 
-    def _commit(self, table: pa.Table, version: int) -> None:
-        """Append `table` as batch `version` of this writer, unless that batch is already in the table."""
-        self._table.update_incremental()
-        if (self._table.transaction_version(self.app_id) or 0) >= version:
-            log.info("batch %d of %s was already committed: not written again", version, self.app_id)
-            return
+    def _commit(self, table: pa.Table, version: int, retry: bool) -> None:
+        """Append `table` as batch `version` of this writer, unless a failed attempt did commit it already."""
+        if retry:
+            self._table.update_incremental()
+            if (self._table.transaction_version(self.app_id) or 0) >= version:
+                log.info("batch %d of %s was already committed: not written again", version, self.app_id)
+                return
         write_deltalake(
             self._table, table, mode="append",
             commit_properties=CommitProperties(app_transactions=[Transaction(self.app_id, version)]),

@@ -239,8 +239,11 @@ def build_session(settings: Settings, master: str, jars: Sequence[Path], ui: boo
     return spark
 
 
-def start_query(spark: Any, settings: Settings, use_case: str, topic: str, trigger: str | None) -> Any:
-    """Start the streaming query of one use case; `trigger` None means availableNow (drain, then stop)."""
+def start_query(
+    spark: Any, settings: Settings, use_case: str, topic: str, trigger: str | None, max_records: int | None = None,
+) -> Any:
+    """Start the streaming query of one use case; `trigger` None means availableNow (drain, then stop);
+    `max_records` bounds the records of one micro-batch (default: all that are available)."""
     layout = layout_for(USE_CASES[use_case])
     uri, quarantine = settings.delta_uri(use_case), settings.delta_uri(quarantine_name(use_case))
     options = storage_options(settings)
@@ -253,8 +256,10 @@ def start_query(spark: Any, settings: Settings, use_case: str, topic: str, trigg
         .option("startingOffsets", "earliest")
         .option("includeHeaders", "true")
         .option("failOnDataLoss", "false")
-        .load()
     )
+    if max_records:
+        records = records.option("maxOffsetsPerTrigger", str(max_records))
+    records = records.load()
     writer = (
         parse_records(records, layout).writeStream.queryName(f"ingest-{use_case}")
         .option("checkpointLocation", spark_uri(settings.spark_checkpoint(use_case)))
@@ -273,6 +278,7 @@ def run(
     once: bool = False,
     master: str = "local[2]",
     ui: bool = False,
+    max_records: int | None = None,
 ) -> int:
     """Run the queries of `use_cases` until SIGTERM/SIGINT (or, with `once`, until the topics are drained)."""
     topics = {**TOPICS, **(topics or {})}
@@ -288,7 +294,7 @@ def run(
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         for key in use_cases:
-            queries.append(start_query(spark, settings, key, topics[key], interval))
+            queries.append(start_query(spark, settings, key, topics[key], interval, max_records))
             log.info("ingesting %s from Kafka topic %s into %s (trigger %s)", key, topics[key],
                      settings.delta_uri(key), interval or "availableNow")
         while not stopping and any(query.isActive for query in queries):

@@ -75,7 +75,7 @@ class Platform:
         logs.mkdir(exist_ok=True)
         served = [f for f in FUNCTIONS if f.role != "baseline"]
         for spec in served:
-            self._spawn(spec.name, spec.command(int(self.url(spec).rsplit(":", 1)[1])), env, logs)
+            self._spawn(spec.name, spec.command(int(self.url(spec).rsplit(":", 1)[1])), spec.environment() | env, logs)
         if self.kafka:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self._start_kafka(data_dir)
         for spec in served:
