@@ -26,7 +26,6 @@ import re
 import signal
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -206,23 +205,24 @@ def _writer(layout: TableLayout, uri: str, quarantine_uri: str) -> Any:
 
 
 def build_session(settings: Settings, master: str, jars: Sequence[Path], ui: bool = False) -> Any:
-    """A SparkSession with Delta and the Kafka source from `jars`; no Ivy, bound to 127.0.0.1."""
+    """A SparkSession with Delta and the Kafka source from `jars`; no Ivy; on 127.0.0.1 with a local master."""
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = (
         SparkSession.builder.master(master).appName("coelho-ingest")
         .config("spark.jars", ",".join(str(jar) for jar in jars))
         .config("spark.jars.packages", "")
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-        .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.enabled", str(ui).lower())
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.databricks.delta.snapshotPartitions", "2")
     )
+    if master.startswith("local"):  # everything on this machine: listen on loopback only
+        os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
     if settings.s3_endpoint_url or settings.s3_access_key_id:
         endpoint = settings.s3_endpoint_url or ""
         builder = (
@@ -297,8 +297,11 @@ def run(
             queries.append(start_query(spark, settings, key, topics[key], interval, max_records))
             log.info("ingesting %s from Kafka topic %s into %s (trigger %s)", key, topics[key],
                      settings.delta_uri(key), interval or "availableNow")
-        while not stopping and any(query.isActive for query in queries):
-            queries[0].awaitTermination(POLL_SECONDS) if queries[0].isActive else time.sleep(POLL_SECONDS)
+        # Streaming: a query that ends (it failed) stops the job, so that its supervisor restarts it;
+        # --once: each query ends when its topic is drained.
+        running = any if once else all
+        while not stopping and running(query.isActive for query in queries):
+            time.sleep(POLL_SECONDS)
         for query in queries:
             query.stop()
         failures = [(query.name, query.exception()) for query in queries if query.exception() is not None]
@@ -309,4 +312,4 @@ def run(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         spark.stop()
-        log.info("ingestion stopped at %s", datetime.now(UTC).isoformat())
+        log.info("ingestion stopped")
