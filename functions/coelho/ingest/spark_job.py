@@ -16,6 +16,10 @@ hadoop-aws when a table lives on S3/MinIO) and are passed in `spark.jars`: nothi
 ('500 milliseconds', '5 seconds', '1 minute')
 >>> spark_uri("s3://lakehouse/delta/tfd"), spark_uri("/data/delta/tfd")
 ('s3a://lakehouse/delta/tfd', '/data/delta/tfd')
+>>> from coelho.core import eta
+>>> columns = [name for name, _ in _leaves(eta.SCHEMA.fields)]
+>>> columns == [c.name for c in layout_for(eta.USE_CASE).columns[: -len(METADATA)]], columns[4:6]
+(True, ['origin_lat', 'origin_lon'])
 """
 
 from __future__ import annotations
@@ -35,11 +39,11 @@ from coelho.adapters.maven import REPO_ROOT, default_cache_dir, fetch_jars
 from coelho.config import Settings
 from coelho.core import USE_CASES
 from coelho.core.schema import Field
-from coelho.core.table import METADATA, TableLayout, layout_for
+from coelho.core.table import METADATA, Column, TableLayout, layout_for
 from coelho.producers.kafka_sink import TOPICS
 
 __all__ = [
-    "QUARANTINE_SCHEMA",
+    "QUARANTINE",
     "SPARK_POM",
     "parse_trigger",
     "quarantine_name",
@@ -117,18 +121,12 @@ def _leaves(fields: Sequence[Field], prefix: str = "", path: tuple[str, ...] = (
             yield prefix + spec.name, (*path, spec.name)
 
 
-QUARANTINE_SCHEMA = (
-    ("topic", "str"), ("kafka_partition", "int"), ("kafka_offset", "int"), ("key", "str"), ("value", "str"),
-    ("headers", "str"), ("reason", "str"), ("ingested_at", "timestamp"),
+#: Columns of a use case's quarantine table: the record as read, and why it is not a row.
+QUARANTINE: tuple[Column, ...] = (
+    Column("topic", "str", False), Column("kafka_partition", "int", False), Column("kafka_offset", "int", False),
+    Column("key", "str", True), Column("value", "str", True), Column("headers", "str", True),
+    Column("reason", "str", False), Column("ingested_at", "timestamp", False),
 )
-
-
-def _quarantine_arrow() -> Any:
-    import pyarrow as pa
-
-    types = {"str": pa.string(), "int": pa.int64(), "timestamp": pa.timestamp("us", tz="UTC")}
-    return pa.schema([pa.field(name, types[kind], nullable=name not in ("reason", "ingested_at"))
-                      for name, kind in QUARANTINE_SCHEMA])
 
 
 def parse_records(records: Any, layout: TableLayout) -> Any:
@@ -248,7 +246,7 @@ def start_query(
     uri, quarantine = settings.delta_uri(use_case), settings.delta_uri(quarantine_name(use_case))
     options = storage_options(settings)
     ensure_table(uri, arrow_schema(layout), options)
-    ensure_table(quarantine, _quarantine_arrow(), options)
+    ensure_table(quarantine, arrow_schema(TableLayout(use_case, quarantine_name(use_case), QUARANTINE)), options)
     records = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
