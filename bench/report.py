@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BASELINES", "METRICS_HELP", "Row", "kafka_rows", "render", "rounded", "rows", "sql_rows"]
+__all__ = ["BASELINES", "METRICS_HELP", "Row", "ingest_rows", "kafka_rows", "render", "rounded", "rows", "sql_rows"]
 
 MIB = 1024 * 1024
 EFFICIENCY_MIN = 0.7
@@ -42,6 +42,10 @@ BASELINES: dict[str, str] = {
     "the ceiling of ordered delivery on this machine; max_ratio = max_events_per_s / hello_max_events_per_s.",
     "sql.native_p50_ms": "the same GROUP BY text run by DuckDB (same version, same thread count) in the benchmark "
     "process on the same rows loaded into a native table named data; ratio = p50_ms / native_p50_ms.",
+    "ingest.sink.hello_events_per_s": "the same CloudEvents, same concurrent senders, against the no-op hello-event "
+    "function: the HTTP and framework cost alone; sink_vs_hello = sink_rows_per_s / hello_events_per_s.",
+    "ingest.*.raw_rows_per_s": "the same rows (TableLayout.row) written by write_deltalake in one go in the benchmark "
+    "process into a fresh local table: the Delta/Parquet write alone; sink_vs_raw and spark_vs_raw divide by it.",
 }
 
 METRICS_HELP = """\
@@ -76,6 +80,14 @@ alternate in rounds and each figure is its best round, the one least disturbed b
   sql.p50_ms               a GROUP BY over a 1M-row TFD Delta table (4 appends) POSTed to the sql function over
                            HTTP, warm (table loaded); native_p50_ms: the same query text on the same rows in a
                            native DuckDB table in process; ratio = p50_ms / native_p50_ms, target <= 1.5
+  ingest.sink.sink_rows_per_s
+                           tfd CloudEvents posted by 64 concurrent keep-alive connections to delta-sink, each answer
+                           after its micro-batch is committed: rows / s from the first post to the last answer;
+                           hello_events_per_s the same into hello-event; raw_rows_per_s write_deltalake in one go
+  ingest.spark.spark_rows_per_s
+                           `coelho ingest spark --once` (local[2], 5000 records per micro-batch) on tfd events
+                           produced beforehand (50k; skipped with --quick): rows after the first batch / s from the
+                           first to the last Delta commit; spark_vs_raw against write_deltalake in one go
 Targets are printed as PASS/FAIL; a FAIL never fails the process."""
 
 
@@ -158,6 +170,29 @@ def sql_rows(result: Mapping[str, Any]) -> list[Row]:
     return [Row("sql", "sql GROUP BY ratio", f"{result['ratio']:.2f}",
                 f"p50 {result['p50_ms']:.1f} ms over HTTP; native {result['native_p50_ms']:.1f} ms; "
                 f"{result['rows']:,} rows", target, result["ratio"] <= SQL_RATIO_MAX)]
+
+
+def ingest_rows(result: Mapping[str, Any]) -> list[Row]:
+    """The table rows of ingest: delta-sink, then the Spark job (or why it did not run)."""
+    key = result.get("use_case", "tfd")
+    if "error" in result:
+        return [Row(key, "ingest sink rows/s", "n/a", result["error"][:100], "-", False)]
+    sink, spark = result["sink"], result["spark"]
+    table = [Row(key, "ingest sink rows/s", f"{sink['sink_rows_per_s']:,.0f}",
+                 f"{sink['rows']:,} rows in {sink['commits']:,} commits, {sink['senders']} senders; "
+                 f"hello {sink['hello_events_per_s']:,.0f} ev/s (x{sink['sink_vs_hello']:.2f}); "
+                 f"raw write_deltalake {sink['raw_rows_per_s']:,.0f} rows/s (x{sink['sink_vs_raw']:.3f})",
+                 "all rows once", sink["rows"] == sink["posted"])]
+    if "spark_rows_per_s" in spark and spark["spark_rows_per_s"] is not None:
+        table.append(Row(key, "ingest spark rows/s", f"{spark['spark_rows_per_s']:,.0f}",
+                         f"{spark['rows']:,} rows in {spark['batches']} batches of {spark['batch_records']:,}; "
+                         f"job {spark['job_seconds']:.0f} s; raw write_deltalake {spark['raw_rows_per_s']:,.0f} "
+                         f"rows/s (x{spark['spark_vs_raw']:.3f})", "all rows once", spark["rows"] == spark["events"]))
+    else:
+        reason = spark.get("error") or spark.get("skipped") or "a single micro-batch: no rate"
+        table.append(Row(key, "ingest spark rows/s", "n/a", str(reason)[:100], "-", None if "skipped" in spark
+                         else False))
+    return table
 
 
 def rounded(value: Any, digits: int = 4) -> Any:

@@ -1,11 +1,12 @@
-"""COELHO benchmarks: learn throughput, predict latency, cold start, checkpoint cost, model quality, Kafka path, SQL.
+"""COELHO benchmarks: learn throughput, predict latency, cold start, checkpoint cost, model quality, Kafka path,
+SQL, ingestion into Delta.
 
 Every figure is a ratio against (or sits next to) a baseline measured in the same run, on the same
 events, because the machine is small and shared. The run starts its own Valkey, function servers and
 (for kafka_e2e) Kafka broker on 127.0.0.1 and stops them by pid at the end, also on error or Ctrl-C.
 Progress goes to stderr, the table to stdout, everything to bench/results.json.
 
-    .venv/bin/python bench/run.py [--quick] [--skip-kafka | --kafka-only] [--skip-sql]
+    .venv/bin/python bench/run.py [--quick] [--skip-kafka | --kafka-only] [--skip-sql] [--skip-ingest | --ingest-only]
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import measure
+from ingest import ingest
 from kafka_e2e import kafka_e2e
-from report import BASELINES, METRICS_HELP, kafka_rows, render, rounded, rows, sql_rows
+from report import BASELINES, METRICS_HELP, ingest_rows, kafka_rows, render, rounded, rows, sql_rows
 from servers import FunctionProcess, Processes
 from sql_bench import sql_bench
 from workload import stream
@@ -55,6 +57,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="leave out kafka_e2e (it starts a Kafka broker: needs java, and mvn on the first run)")
     kafka.add_argument("--kafka-only", action="store_true", help="run kafka_e2e alone (no use-case figures)")
     parser.add_argument("--skip-sql", action="store_true", help="leave out the sql section (1M-row Delta table)")
+    delta = parser.add_mutually_exclusive_group()
+    delta.add_argument("--skip-ingest", action="store_true", help="leave out ingest (delta-sink and the Spark job)")
+    delta.add_argument("--ingest-only", action="store_true",
+                       help="run ingest alone (the Spark part is skipped with --quick)")
     return parser.parse_args(argv)
 
 
@@ -121,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: unwinds and stops every server
 
     plan = measure.QUICK if args.quick else measure.FULL
-    keys = [] if args.kafka_only else [key for key in USE_CASE_KEYS if not args.only or key in args.only]
+    alone = args.kafka_only or args.ingest_only
+    keys = [] if alone else [key for key in USE_CASE_KEYS if not args.only or key in args.only]
     results: dict[str, Any] = {"machine": machine(plan), "plan": asdict(plan) | {"seed": SEED}, "baselines": BASELINES}
     began = time.perf_counter()
     try:
@@ -129,10 +136,13 @@ def main(argv: list[str] | None = None) -> int:
             hello_event, hello_http = processes.start("hello-event", "hello-http")
             for key in keys:
                 results[key] = bench_use_case(key, processes, hello_event, hello_http, plan)
-            if not args.skip_kafka:
+            if not (args.skip_kafka or args.ingest_only):
                 results["kafka_e2e"] = guarded("kafka_e2e", kafka_e2e, processes, plan, seed=SEED + 1)
-            if not (args.skip_sql or args.kafka_only):
+            if not (args.skip_sql or args.kafka_only or args.ingest_only):
                 results["sql"] = guarded("sql", sql_bench, processes, plan, seed=SEED + 2)
+            if not (args.skip_ingest or args.kafka_only):
+                results["ingest"] = guarded("ingest", ingest, processes, hello_event, plan.ingest_events,
+                                            plan.ingest_spark_events)
     except KeyboardInterrupt:
         log.info("interrupted; every process this run started is stopped")
         return 130
@@ -150,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     if "sql" in results:
         key_rows = sql_rows(results["sql"])
         results["sql"]["targets"] = [row.as_json() for row in key_rows]
+    if "ingest" in results:
+        key_rows = ingest_rows(results["ingest"])
+        results["ingest"]["targets"] = [row.as_json() for row in key_rows]
         table += key_rows
     RESULTS.write_text(json.dumps(rounded(results), indent=2) + "\n")
     print(render(table))

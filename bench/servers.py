@@ -138,7 +138,8 @@ class Processes:
 
     def launch(self, name: str, key_prefix: str | None = None, **extra_env: str) -> FunctionProcess:
         """Start one server without waiting for it (`extra_env`: e.g. functions-framework's WORKERS)."""
-        server = FunctionProcess(name, {**self.env(key_prefix), **extra_env}, self.log_dir).launch()
+        env = find(name).environment() | self.env(key_prefix) | extra_env
+        server = FunctionProcess(name, env, self.log_dir).launch()
         self.started.append(server)
         return server
 

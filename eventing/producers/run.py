@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -93,7 +93,7 @@ def produce(
     rate: float | None = None,
     count: int | None = None,
     seed: int | None = None,
-    sink: str | None = None,
+    sink: str | Sequence[str] | None = None,
     out: str | None = None,
     kafka: str | None = None,
     topic: str | None = None,
@@ -113,14 +113,16 @@ def produce(
     seed
         Random seed; None draws one and logs it so that the run can be replayed.
     sink, out, kafka
-        HTTP sink URL, a JSON-lines file ('-' = stdout), or Kafka bootstrap servers. With none,
-        the ``K_SINK`` environment variable (Knative SinkBinding) is the sink.
+        HTTP sink URL (or several: each event goes to each, in order, and the report counts the
+        first one's deliveries), a JSON-lines file ('-' = stdout), or Kafka bootstrap servers. With
+        none, the ``K_SINK`` environment variable (Knative SinkBinding) is the sink.
     topic
         Kafka topic; default the use case's (`TOPICS`).
     start
         Simulated time of the first event; default now.
     """
-    if len([d for d in (sink, out, kafka) if d]) > 1:
+    sinks = [sink] if isinstance(sink, str) else list(sink or [])
+    if len([d for d in (sinks, out, kafka) if d]) > 1:
         raise ValueError("give one destination: a sink URL, an output file or Kafka bootstrap servers")
     if topic and not kafka:
         raise ValueError("a topic applies to Kafka only")
@@ -142,7 +144,7 @@ def produce(
     wall_start = time.monotonic()
     try:  # the summary comes after the destination is closed, so that it counts every delivery
         with ExitStack() as stack:
-            emit = _open_destination(stack, report, sink=sink, out=out, kafka=kafka, topic=topic, flush=paced)
+            emit = _open_destination(stack, report, sinks=sinks, out=out, kafka=kafka, topic=topic, flush=paced)
             wall_start, sim_start_us = time.monotonic(), to_microseconds(start)
             try:
                 for payload in itertools.islice(generator, count):
@@ -162,7 +164,7 @@ def produce(
 
 
 def _open_destination(
-    stack: ExitStack, report: ProduceReport, *, sink: str | None, out: str | None, kafka: str | None,
+    stack: ExitStack, report: ProduceReport, *, sinks: list[str], out: str | None, kafka: str | None,
     topic: str | None, flush: bool,
 ) -> Callable[[CloudEvent], Any]:
     """The function that ships one event, with its resources registered on `stack`."""
@@ -179,12 +181,19 @@ def _open_destination(
         producer = stack.enter_context(KafkaSink(kafka, topic or TOPICS[report.key], producer=report.key))
         report.delivery = producer.stats
         return producer.send
-    url = sink or Settings.from_env().sink
-    if not url:
+    urls = sinks or [url for url in (Settings.from_env().sink,) if url]
+    if not urls:
         raise ValueError("no destination: pass --sink URL, --out FILE or --kafka, or set K_SINK")
-    http = stack.enter_context(HttpSink(url))
-    report.delivery = http.stats
-    return http.send
+    https = [stack.enter_context(HttpSink(url)) for url in urls]
+    report.delivery = https[0].stats
+    if len(https) == 1:
+        return https[0].send
+
+    def fan_out(event: CloudEvent) -> None:
+        for http in https:
+            http.send(event)
+
+    return fan_out
 
 
 def _wait_until(wall_start: float, sim_start_us: int, timestamp: str) -> None:
@@ -222,8 +231,9 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulated time of the first event, ISO-8601; no offset means UTC "
                              "(default: now)")
     destination = parser.add_mutually_exclusive_group()
-    destination.add_argument("--sink", default=None, metavar="URL",
-                             help="POST binary CloudEvents to URL (default: $K_SINK)")
+    destination.add_argument("--sink", action="append", default=None, metavar="URL",
+                             help="POST binary CloudEvents to URL (default: $K_SINK); repeat it to "
+                                  "send each event to several sinks, in order")
     destination.add_argument("--out", default=None, metavar="FILE",
                              help="write structured CloudEvents as JSON lines to FILE "
                                   "('-' = stdout)")

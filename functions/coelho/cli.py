@@ -22,6 +22,7 @@ COELHO RealTime: online machine learning on event streams, shipped as Knative fu
   coelho fn serve tfd-predict     serve one function exactly as its container would
   coelho dispatch --sink tfd-learn=http://127.0.0.1:8081/   run the KafkaSources locally
   coelho dlq list tfd             show dead-lettered events and why they failed
+  coelho ingest spark --once      Kafka topics → Delta tables with Spark Structured Streaming
 """
 
 
@@ -77,10 +78,38 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--manifests", type=Path, default=MANIFESTS, help=f"manifest folder (default {MANIFESTS})")
     dlq.add_argument("--limit", type=int, default=100, help="list at most this many (default 100)")
 
+    ingest = commands.add_parser("ingest", help="ingest the Kafka topics into Delta tables")
+    ingest_commands = ingest.add_subparsers(dest="ingest_command", required=True, metavar="ENGINE")
+    spark = ingest_commands.add_parser(
+        "spark", help="Spark Structured Streaming: Kafka → Delta, exactly once",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Stream each use case's Kafka topic (KAFKA_BOOTSTRAP_SERVERS) into its Delta table
+(COELHO_DELTA_ROOT/<use case>, default COELHO_DATA_DIR/delta/<use case>): flattened typed columns,
+event_time, CloudEvent id/source, Kafka partition/offset. Checkpoints: COELHO_SPARK_CHECKPOINT_ROOT
+(default COELHO_DATA_DIR/checkpoints/spark). A restart, also after a crash, writes each record once;
+records that cannot become a row go to <use case>_quarantine with the reason.
+The Delta/Kafka jars are fetched once with Maven (infra/spark/pom.xml) into .cache/ (COELHO_CACHE_DIR);
+hadoop-aws is added when a location is s3:// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).""",
+    )
+    spark.add_argument("--use-case", action="append", choices=["tfd", "eta", "ecci"], default=None,
+                       dest="use_cases", help="only this use case (repeatable; default: all three)")
+    spark.add_argument("--trigger", default=None, metavar="INTERVAL",
+                       help="micro-batch interval, e.g. 500ms, 5s, '1 minute' (default: $COELHO_SPARK_TRIGGER or 5s)")
+    spark.add_argument("--once", action="store_true",
+                       help="ingest what the topics hold now, then stop (Trigger.AvailableNow)")
+    spark.add_argument("--master", default="local[2]", help="Spark master URL (default local[2])")
+    spark.add_argument("--topic", action="append", default=[], metavar="USE_CASE=TOPIC",
+                       help="read another topic for a use case (repeatable; default: the producers' topics)")
+    spark.add_argument("--max-records-per-batch", type=int, default=None, metavar="N",
+                       help="at most N Kafka records per micro-batch and use case (default: all available)")
+    spark.add_argument("--ui", action="store_true", help="serve the Spark UI (off by default)")
+
     up = commands.add_parser(
         "up", help="run the platform locally until Ctrl-C",
-        description="Start the embedded Valkey (unless REDIS_URL is set), the six functions and the "
-        "three producers feeding the learn functions. State goes to COELHO_DATA_DIR (default .coelho/).",
+        description="Start the embedded Valkey (unless REDIS_URL is set), the seven functions (six "
+        "learn/predict and delta-sink) and the "
+        "three producers feeding the learn functions and delta-sink. State goes to COELHO_DATA_DIR (default .coelho/).",
     )
     up.add_argument("--base-port", type=int, default=8081, help="first function port (default 8081)")
     up.add_argument("--rate-scale", type=float, default=1.0,
@@ -107,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from coelho.dispatch.cli import run_dispatch, run_dlq
 
         return run_dispatch(args, settings) if args.command == "dispatch" else run_dlq(args, settings)
+    if args.command == "ingest":
+        return _ingest(args, settings)
     from coelho.runtime.launcher import run_platform
 
     return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers, args.kafka)
@@ -126,8 +157,24 @@ def _fn(args: argparse.Namespace) -> int:
         print(exc.args[0], file=sys.stderr)
         return 2
     command = spec.command(args.port or Settings.from_env().port)
-    os.execv(command[0], command)
+    os.execve(command[0], command, spec.environment() | dict(os.environ))
     return 0  # pragma: no cover - execv does not return
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from coelho.ingest.spark_job import parse_trigger, run
+
+    topics = dict(item.split("=", 1) for item in args.topic if "=" in item)
+    if len(topics) != len(args.topic) or not set(topics) <= {"tfd", "eta", "ecci"}:
+        print(f"--topic must be USE_CASE=TOPIC with a use case of tfd, eta, ecci: {args.topic}", file=sys.stderr)
+        return 2
+    try:
+        parse_trigger(args.trigger or settings.spark_trigger)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return run(settings, args.use_cases or ["tfd", "eta", "ecci"], topics=topics, trigger=args.trigger,
+               once=args.once, master=args.master, ui=args.ui, max_records=args.max_records_per_batch)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,12 @@ class Settings:
     mlflow_log_every: int = 1000
     mlflow_log_seconds: float = 10.0
     register_every: int = 10
+    spark_trigger: str = "5 seconds"
+    spark_checkpoint_root: str | None = None
+    sink_batch_rows: int = 500
+    sink_batch_ms: int = 200
+    sink_compact_every: int = 100
+    sink_dedup_seconds: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +109,12 @@ class Settings:
     def artifact_root(self) -> Path:
         """Where a local (sqlite) tracking store keeps artifacts: COELHO_DATA_DIR/mlflow/artifacts."""
         return (self.data_dir / "mlflow" / "artifacts").resolve()
+    def spark_checkpoint(self, use_case: str) -> str:
+        """The Spark job's checkpoint of `use_case`: COELHO_SPARK_CHECKPOINT_ROOT/<use_case>, else
+        COELHO_DATA_DIR/checkpoints/spark/<use_case>."""
+        if self.spark_checkpoint_root:
+            return f"{self.spark_checkpoint_root.rstrip('/')}/{use_case}"
+        return str((self.data_dir / "checkpoints" / "spark" / use_case).resolve())
 
 
 def _positive(cast: Callable[[str], T]) -> Callable[[str], T]:
@@ -157,5 +169,11 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "mlflow_log_every": ("COELHO_MLFLOW_LOG_EVERY", _positive(int)),
     "mlflow_log_seconds": ("COELHO_MLFLOW_LOG_SECONDS", _positive(float)),
     "register_every": ("COELHO_REGISTER_EVERY", _positive(int)),
+    "spark_trigger": ("COELHO_SPARK_TRIGGER", str),
+    "spark_checkpoint_root": ("COELHO_SPARK_CHECKPOINT_ROOT", str),
+    "sink_batch_rows": ("COELHO_SINK_BATCH_ROWS", _positive(int)),
+    "sink_batch_ms": ("COELHO_SINK_BATCH_MS", _positive(int)),
+    "sink_compact_every": ("COELHO_SINK_COMPACT_EVERY", _positive(int)),
+    "sink_dedup_seconds": ("COELHO_SINK_DEDUP_SECONDS", _positive(int)),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

@@ -25,18 +25,11 @@ from coelho.adapters.kafka_broker import KafkaBroker
 from coelho.core import USE_CASES
 from coelho.dispatch.records import WRAPPED_TYPE
 from coelho.dispatch.runner import Dispatch, list_dead_letters, replay_dead_letters
-from support import reference, stream
+from support import reference, stream, wait_for
 from support.kafka import accepted_ids, accepted_payloads, isolated_manifests, produce_cloudevents
 from support.servers import FunctionServer
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(predicate, timeout: float = 120.0, every: float = 0.2, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
 
 
 def applied(server: FunctionServer) -> int:

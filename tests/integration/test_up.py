@@ -31,7 +31,7 @@ def _status(url: str) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("kafka", [False, True], ids=["http", "kafka"])
 def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafka):
-    base = _free_block(8)  # seven functions and the MLflow server
+    base = _free_block(9)  # eight functions and the MLflow server
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PYTEST_CURRENT_TEST", "PORT")}
     env["COELHO_DATA_DIR"] = str(tmp_path / "state")
     up = subprocess.Popen(
@@ -41,6 +41,7 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
     )
     eta_learn, eta_predict = f"http://127.0.0.1:{base + 2}", f"http://127.0.0.1:{base + 3}"
     tfd_predict, ecci_predict = f"http://127.0.0.1:{base + 1}", f"http://127.0.0.1:{base + 5}"
+    delta_sink = f"http://127.0.0.1:{base + 6}"
     try:
         banner = ""
         deadline = time.monotonic() + 90
@@ -53,8 +54,8 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
         templates = requests.get(f"http://127.0.0.1:{base + 6}/templates?use_case=tfd", timeout=5)
         assert templates.status_code == 200 and templates.json()["templates"]
         assert ("coelho dlq list" in banner) is kafka
-        assert f"MLflow: http://127.0.0.1:{base + 7}" in banner
-        assert requests.get(f"http://127.0.0.1:{base + 7}/health", timeout=5).ok
+        assert f"MLflow: http://127.0.0.1:{base + 8}" in banner
+        assert requests.get(f"http://127.0.0.1:{base + 8}/health", timeout=5).ok
 
         def wait_events(url: str, count: int) -> dict:
             limit = time.monotonic() + 120
@@ -70,6 +71,8 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
         assert late < early  # the producers' events make the model better
         later = requests.post(eta_predict + "/", json=sample("eta"), timeout=5).json()
         assert later["model_version"] > answer["model_version"]
+        tables = _status(delta_sink)["tables"]  # the producers feed the Delta tables too
+        assert set(tables) == {"tfd", "eta", "ecci"} and all(t["rows"] > 0 for t in tables.values()), tables
         for url, key in ((tfd_predict, "tfd"), (ecci_predict, "ecci")):
             response = requests.post(url + "/", data=json.dumps(sample(key)), timeout=5,
                                      headers={"content-type": "application/json"})

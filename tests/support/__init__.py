@@ -87,3 +87,11 @@ def write_table(uri: str, key: str, rows: list[dict[str, Any]], mode: str = "app
 
     schema = arrow_schema(layout_for(USE_CASES[key]))
     write_deltalake(uri, pa.Table.from_pylist(rows, schema=schema), mode=mode)  # type: ignore[arg-type]
+def wait_for(predicate: Any, timeout: float = 120.0, every: float = 0.2, what: str = "condition") -> None:
+    """Poll `predicate` until true; fail naming `what` after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)

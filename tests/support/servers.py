@@ -26,7 +26,7 @@ class FunctionServer:
 
     def __init__(self, name: str, env: dict[str, str], log_dir: Path, **extra_env: str) -> None:
         self.name = name
-        self.env = {**os.environ, **env, **extra_env}
+        self.env = {**find(name).environment(), **os.environ, **env, **extra_env}
         self.env.pop("PYTEST_CURRENT_TEST", None)
         self.log_path = log_dir / f"{name}.log"
         self.port = free_port()

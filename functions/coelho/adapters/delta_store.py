@@ -12,11 +12,12 @@
 from __future__ import annotations
 
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from coelho.config import Settings
 from coelho.core.table import Column, TableLayout, layout_for
 
-__all__ = ["arrow_schema", "layout_for", "storage_options"]
+__all__ = ["arrow_schema", "ensure_table", "layout_for", "storage_options"]
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "str": pa.string(),
@@ -51,3 +52,8 @@ def storage_options(settings: Settings) -> dict[str, str] | None:
             AWS_ALLOW_HTTP="true", AWS_S3_ALLOW_UNSAFE_RENAME="true", AWS_VIRTUAL_HOSTED_STYLE_REQUEST="false",
         )
     return options
+
+
+def ensure_table(uri: str, schema: pa.Schema, options: dict[str, str] | None = None) -> DeltaTable:
+    """The Delta table at `uri`, created empty with `schema` if there is none, so every writer sees one schema."""
+    return DeltaTable.create(uri, schema=schema, mode="ignore", storage_options=options)

@@ -1,7 +1,7 @@
 """A real single-node Apache Kafka (KRaft, broker and controller in one JVM) for development and CI.
 
-The broker's jars come from Maven Central: `infra/kafka/pom.xml` lists them and Maven copies them to
-`<cache>/kafka-<version>/libs` (cache: `$COELHO_CACHE_DIR`, else `.cache/` at the repository root).
+The broker's jars come from Maven Central: `infra/kafka/pom.xml` lists them and `coelho.adapters.maven` copies
+them to `<cache>/kafka-<version>/libs` (cache: `$COELHO_CACHE_DIR`, else `.cache/` at the repository root).
 The broker runs as `java -cp '<libs>/*' kafka.Kafka server.properties` on 127.0.0.1, in its own session,
 with its data, logs and pid file under a work folder.
 
@@ -16,7 +16,6 @@ import argparse
 import atexit
 import base64
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -25,17 +24,16 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from coelho.config import Settings
+from coelho.adapters.maven import REPO_ROOT, MavenError, default_cache_dir, fetch_jars
 
 __all__ = ["TOPIC_PARTITIONS", "KafkaBroker", "KafkaBrokerError", "default_cache_dir", "fetch_libs", "kafka_version"]
 
@@ -43,9 +41,7 @@ log = logging.getLogger(__name__)
 
 _started: list[KafkaBroker] = []  # stopped at interpreter exit unless stopped (or detached, by the CLI) before
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
-MARKER = ".complete"
 PID_FILE = "kafka.pid"
 PROPERTIES_FILE = "server.properties"
 CONSOLE_LOG = "kafka.out"
@@ -80,12 +76,6 @@ class KafkaBrokerError(RuntimeError):
     """The broker could not be fetched, started, stopped or used."""
 
 
-def default_cache_dir() -> Path:
-    """`$COELHO_CACHE_DIR` when set, else `.cache/` at the repository root (git-ignored)."""
-    configured = Settings.from_env().cache_dir
-    return configured.expanduser().resolve() if configured else REPO_ROOT / ".cache"
-
-
 def kafka_version(pom: Path = POM) -> str:
     """The `org.apache.kafka:kafka_2.13` version that `pom` asks for."""
     if not pom.is_file():
@@ -111,17 +101,6 @@ def _java() -> str:
     return _tool("java", "install a Java 17+ runtime (apt-get install openjdk-17-jre-headless)")
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def fetch_libs(cache_dir: Path | None = None, pom: Path = POM) -> Path:
     """Download the broker's jars with Maven unless already there; return the libs folder.
 
@@ -137,46 +116,14 @@ def fetch_libs(cache_dir: Path | None = None, pom: Path = POM) -> Path:
     Path
         A folder of jars for `java -cp '<libs>/*'`, marked complete for this pom's content.
     """
-    cache = (cache_dir or default_cache_dir()).resolve()
-    version = kafka_version(pom)
-    libs = _libs_dir(cache_dir, pom)
-    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
-    if _complete(libs, digest):
-        return libs
-    with _locked(cache / f"kafka-{version}.lock"):
-        if _complete(libs, digest):  # another process fetched while we waited
-            return libs
-        mvn = _tool("mvn", "install Maven 3.8+ (apt-get install maven)")
-        libs.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="libs.", dir=libs.parent))
-        command = [
-            mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging}", f"-Dmaven.repo.local={cache / 'm2'}",
-        ]
-        log.warning("fetching Kafka %s jars from Maven Central into %s (the first time takes a while)",
-                    version, libs)
-        started = time.monotonic()
-        done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
-        if done.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
-            shutil.rmtree(staging, ignore_errors=True)
-            output = (done.stdout + done.stderr).strip().splitlines()[-30:]
-            raise KafkaBrokerError(f"`{' '.join(command)}` failed (exit {done.returncode}):\n" + "\n".join(output))
-        shutil.rmtree(libs, ignore_errors=True)
-        staging.chmod(0o755)  # mkdtemp made it private
-        staging.rename(libs)
-        (libs / MARKER).write_text(digest + "\n")
-        log.info("fetched Kafka %s (%d jars) in %.1f s", version, len(list(libs.glob("*.jar"))),
-                 time.monotonic() - started)
-        return libs
+    try:
+        return fetch_jars(pom, _libs_dir(cache_dir, pom), expect="kafka_2.13-*.jar", cache_dir=cache_dir)
+    except MavenError as error:
+        raise KafkaBrokerError(str(error)) from None
 
 
 def _libs_dir(cache_dir: Path | None = None, pom: Path = POM) -> Path:
     return (cache_dir or default_cache_dir()).resolve() / f"kafka-{kafka_version(pom)}" / "libs"
-
-
-def _complete(libs: Path, digest: str) -> bool:
-    marker = libs / MARKER
-    return marker.is_file() and marker.read_text().strip() == digest
 
 
 def _free_port() -> int:

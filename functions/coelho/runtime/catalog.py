@@ -20,7 +20,7 @@ from coelho.config import Settings
 
 __all__ = ["FUNCTIONS", "FunctionSpec", "find", "functions_dir"]
 
-Role = Literal["learn", "predict", "query", "baseline"]
+Role = Literal["learn", "predict", "query", "sink", "baseline"]
 
 
 def functions_dir() -> Path:
@@ -38,6 +38,11 @@ class FunctionSpec:
     signature: Literal["cloudevent", "http"]
     role: Role
     use_case: str | None = None
+    threads: int | None = None  # gunicorn threads (functions-framework's THREADS); None: its default, 4 per core
+
+    def environment(self) -> dict[str, str]:
+        """Variables the function's container sets by default (the process environment overrides them)."""
+        return {"THREADS": str(self.threads)} if self.threads else {}
 
     @property
     def source(self) -> Path:
@@ -61,6 +66,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = tuple(
     )
 ) + (
     FunctionSpec("sql", "sql", "sql", "http", "query"),
+    # Its requests mostly wait for their micro-batch's commit: more threads, larger shared commits.
+    FunctionSpec("delta-sink", "delta_sink", "delta_sink", "cloudevent", "sink", threads=64),
     FunctionSpec("hello-event", "hello", "hello_event", "cloudevent", "baseline"),
     FunctionSpec("hello-http", "hello", "hello_http", "http", "baseline"),
 )

@@ -1,14 +1,14 @@
 """`coelho up`: the whole platform on one machine, with embedded defaults and no Docker.
 
 Starts (or reuses) the embedded Valkey, serves the functions (learn and predict per use case,
-and sql) with functions-framework exactly as their containers would, feeds the learn functions
-from the three producers, prints where everything is, and stops everything it started (by pid)
-on Ctrl-C. Unless MLFLOW_TRACKING_URI names a server (or COELHO_MLFLOW=off), it also starts a
-lean MLflow server on the data dir's sqlite store, on the port after the functions', and points
-every function at it: one writer process for the sqlite file, and a UI to browse runs, versions
-and champions. With `kafka=True` the producers write to a local Kafka broker instead, and
-`coelho dispatch` delivers from the topics to the learn functions exactly as the KafkaSources in
-`eventing/knative/` would on Knative.
+sql and delta-sink) with functions-framework exactly as their containers would, feeds the learn
+functions and delta-sink (the Delta tables) from the three producers, prints where everything
+is, and stops everything it started (by pid) on Ctrl-C. Unless MLFLOW_TRACKING_URI names a
+server (or COELHO_MLFLOW=off), it also starts a lean MLflow server on the data dir's sqlite
+store, on the port after the functions', and points every function at it: one writer process for
+the sqlite file, and a UI to browse runs, versions and champions. With `kafka=True` the producers
+write to a local Kafka broker instead, and `coelho dispatch` delivers from the topics to the learn
+functions and delta-sink exactly as the KafkaSources in `eventing/knative/` would on Knative.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class Platform:
             self.mlflow_server = server.start(wait=None)
             env["MLFLOW_TRACKING_URI"] = server.url
         for spec in served:
-            self._spawn(spec.name, spec.command(int(self.url(spec).rsplit(":", 1)[1])), env, logs)
+            self._spawn(spec.name, spec.command(int(self.url(spec).rsplit(":", 1)[1])), spec.environment() | env, logs)
         if self.kafka:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self._start_kafka(data_dir)
         for spec in served:
@@ -96,13 +96,14 @@ class Platform:
             self.mlflow_server.wait_healthy(180)
         learners = {key: self.url(next(f for f in served if f.use_case == key and f.role == "learn")) + "/"
                     for key in USE_CASES}
+        delta_sink = self.url(next(f for f in served if f.role == "sink")) + "/"
         if self.kafka:
             sinks = [arg for key, url in learners.items() for arg in ("--sink", f"{key}-learn={url}")]
             self._spawn("dispatch", [sys.executable, "-m", "coelho.cli", "dispatch", "--manifests",
-                                     str(self.manifests), *sinks], env, logs)
+                                     str(self.manifests), *sinks, "--sink", f"delta-sink={delta_sink}"], env, logs)
         if self.producers:
-            for key, rate in DEFAULT_RATES.items():
-                target = ["--kafka"] if self.kafka else ["--sink", learners[key]]
+            for key, rate in DEFAULT_RATES.items():  # over HTTP each event goes to the learner, then to delta-sink
+                target = ["--kafka"] if self.kafka else ["--sink", learners[key], "--sink", delta_sink]
                 command = [sys.executable, "-m", "coelho.cli", "produce", key, "--rate", str(rate * self.rate_scale),
                            *target]
                 self._spawn(f"{key}-producer", command, env, logs)

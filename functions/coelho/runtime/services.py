@@ -26,24 +26,27 @@ from werkzeug.exceptions import HTTPException
 from coelho.adapters.embedded_redis import resolve_redis_url
 from coelho.adapters.redis_state import RedisState
 from coelho.config import Settings
-from coelho.core import USE_CASES
+from coelho.core import USE_CASES, use_case_for_type
 from coelho.core.schema import Problem
 from coelho.core.usecase import UseCase
 from coelho.runtime import telemetry
 from coelho.runtime.learner import Learner
 from coelho.runtime.predictor import NoModel, Predictor
 
-__all__ = ["LearnService", "PredictService", "close_all", "mount_operational", "reject"]
+__all__ = ["LearnService", "PredictService", "SinkService", "close_all", "event_payload", "mount_operational", "reject"]
 
 log = logging.getLogger("coelho.functions")
 
 _open_learners: list[Learner] = []
+_open_writers: list[Any] = []
 
 
 def close_all() -> None:
-    """Checkpoint and release every learner this process started (runs at exit)."""
+    """Checkpoint and release every learner, and flush every Delta writer, this process started (runs at exit)."""
     while _open_learners:
         _open_learners.pop().close()
+    while _open_writers:
+        _open_writers.pop().close()
 
 
 atexit.register(close_all)
@@ -68,19 +71,11 @@ def mount_operational(app: flask.Flask, settings: Settings, status: Callable[[],
 
 
 class _Service:
-    """Shared wiring: settings, Redis state, error handlers and operational routes."""
-
-    role = ""
+    """Shared wiring: settings, error handlers and operational routes."""
 
     def __init__(self, app: flask.Flask, settings: Settings) -> None:
         self.name = app.name
-        key = self.name.split("_", 1)[0]
-        if key not in USE_CASES:
-            raise ValueError(f"target {self.name!r} does not start with a use case {sorted(USE_CASES)}")
-        self.use_case: UseCase = USE_CASES[key]
         self.settings = settings
-        self._build_lock = threading.Lock()
-        self._engine: Any = None
         mount_operational(app, settings, self._status_view)
         app.register_error_handler(ce_errors.GenericException, _malformed_cloudevent)
 
@@ -88,6 +83,29 @@ class _Service:
     def mount(cls, app: flask.Flask, settings: Settings | None = None) -> Any:
         """Attach a service to the app functions-framework is building."""
         return cls(app, settings or Settings.from_env())
+
+    def _status_view(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _accept_cloudevents(self, app: flask.Flask) -> None:
+        """Limit the request size, and answer a POST that is not a CloudEvent with 400 (never retried)."""
+        app.config["MAX_CONTENT_LENGTH"] = self.settings.max_event_bytes
+        # A POST that is not a CloudEvent makes the framework try a legacy conversion that ends
+        # in 415; for a CloudEvent endpoint that is a malformed request (400, never retried).
+        app.register_error_handler(415, _malformed_cloudevent)
+
+
+class _ModelService(_Service):
+    """A service of one use case's model, kept in Redis; the use case is the target's prefix."""
+
+    def __init__(self, app: flask.Flask, settings: Settings) -> None:
+        super().__init__(app, settings)
+        key = self.name.split("_", 1)[0]
+        if key not in USE_CASES:
+            raise ValueError(f"target {self.name!r} does not start with a use case {sorted(USE_CASES)}")
+        self.use_case: UseCase = USE_CASES[key]
+        self._build_lock = threading.Lock()
+        self._engine: Any = None
 
     def engine(self) -> Any:
         """The learner or predictor, created on first use (connects to Redis)."""
@@ -106,7 +124,7 @@ class _Service:
         return {"function": self.name, **self.engine().status()}
 
 
-class LearnService(_Service):
+class LearnService(_ModelService):
     """Validates CloudEvents and hands them to the learner."""
 
     def __init__(self, app: flask.Flask, settings: Settings) -> None:
@@ -115,10 +133,7 @@ class LearnService(_Service):
                          for outcome in ("accepted", "duplicate", "rejected")}
         self.seconds = telemetry.LEARN_SECONDS.labels(self.name)
         self.version = telemetry.MODEL_VERSION.labels(self.name)
-        app.config["MAX_CONTENT_LENGTH"] = settings.max_event_bytes
-        # A POST that is not a CloudEvent makes the framework try a legacy conversion that ends
-        # in 415; for a CloudEvent endpoint that is a malformed request (400, never retried).
-        app.register_error_handler(415, _malformed_cloudevent)
+        self._accept_cloudevents(app)
 
     def _build(self, state: RedisState) -> Learner:
         learner = Learner(self.use_case, state, self.settings)
@@ -138,22 +153,29 @@ class LearnService(_Service):
 
     def _payload(self, event: CloudEvent, ctx: str) -> dict[str, Any]:
         uc = self.use_case
-        problems: list[Problem] = []
-        if event["type"] != uc.event_type:
-            problems.append(Problem("type", f"must be {uc.event_type!r} for {self.name}"))
-        data = event.data
-        if isinstance(data, bytes | str):
-            try:
-                data = json.loads(data)
-            except ValueError:
-                problems.append(Problem("data", "must be a JSON object"))
-        if not problems:
-            problems = uc.schema.validate(data)
+        data, problems = event_payload(event, uc if event["type"] == uc.event_type else None,
+                                       f"must be {uc.event_type!r} for {self.name}")
         if problems:
             self.counters["rejected"].inc()
             log.warning("%s rejected: %s", ctx, "; ".join(f"{p.field} {p.message}" for p in problems))
             reject(422, "invalid event", problems)
         return data
+
+
+def event_payload(event: CloudEvent, use_case: UseCase | None, type_problem: str) -> tuple[Any, list[Problem]]:
+    """The CloudEvent's JSON data and every problem with it; `use_case` None: its type is not accepted here."""
+    problems: list[Problem] = []
+    if use_case is None:
+        problems.append(Problem("type", type_problem))
+    data = event.data
+    if isinstance(data, bytes | str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            problems.append(Problem("data", "must be a JSON object"))
+    if not problems and use_case is not None:
+        problems = use_case.schema.validate(data)
+    return data, problems
 
 
 def _binary_json_body() -> bytes | None:
@@ -164,7 +186,7 @@ def _binary_json_body() -> bytes | None:
     return None
 
 
-class PredictService(_Service):
+class PredictService(_ModelService):
     """Validates raw events posted as JSON and answers with the live model's prediction."""
 
     def _build(self, state: RedisState) -> Predictor:
@@ -194,6 +216,61 @@ class PredictService(_Service):
         telemetry.PREDICT_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         telemetry.MODEL_VERSION.labels(self.name).set(result["model_version"])
         return flask.jsonify(result)
+
+
+class SinkService(_Service):
+    """delta-sink: validates CloudEvents of every use case and appends them to their Delta tables.
+
+    The request is answered once the micro-batch holding the event is committed (2xx, also for a
+    duplicate), 422 when invalid, 503 when the commit failed or took too long (the sender retries).
+    """
+
+    def __init__(self, app: flask.Flask, settings: Settings) -> None:
+        super().__init__(app, settings)
+        from coelho.ingest.delta_sink import Arrivals  # deltalake is imported by the sink only
+
+        self._accept_cloudevents(app)
+        self.arrivals = Arrivals()
+        self.writers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.counters = {outcome: telemetry.SINK_EVENTS.labels(self.name, outcome)
+                         for outcome in ("written", "duplicate", "rejected", "unavailable")}
+
+    def writer(self, use_case: UseCase) -> Any:
+        """The `DeltaWriter` of `use_case`, created on first use (creates the table if needed)."""
+        from coelho.ingest.delta_sink import DeltaWriter
+
+        with self._lock:
+            if use_case.key not in self.writers:
+                self.writers[use_case.key] = DeltaWriter(use_case, self.settings, self.arrivals)
+                _open_writers.append(self.writers[use_case.key])
+            return self.writers[use_case.key]
+
+    def handle(self, event: CloudEvent) -> None:
+        """Append one CloudEvent's row: 2xx once committed (or a duplicate), 422 when invalid, 503 to retry."""
+        from coelho.ingest.delta_sink import SinkUnavailable
+
+        ctx = f"ce-id={event['id']} ce-type={event['type']}"
+        with self.arrivals:
+            use_case = use_case_for_type(event["type"])
+            types = ", ".join(repr(uc.event_type) for uc in USE_CASES.values())
+            data, problems = event_payload(event, use_case, f"must be one of {types}")
+            if problems:
+                self.counters["rejected"].inc()
+                log.warning("%s rejected: %s", ctx, "; ".join(f"{p.field} {p.message}" for p in problems))
+                reject(422, "invalid event", problems)
+            assert use_case is not None
+            writer = self.writer(use_case)
+        try:
+            outcome = writer.submit(event["source"], event["id"], data)
+        except SinkUnavailable as exc:
+            self.counters["unavailable"].inc()
+            log.warning("%s not committed: %s", ctx, exc)
+            reject(503, f"not committed: {exc}", **{"Retry-After": "1"})
+        self.counters[outcome].inc()
+
+    def _status_view(self) -> dict[str, Any]:
+        return {"function": self.name, "tables": {key: writer.status() for key, writer in self.writers.items()}}
 
 
 def _json_http_error(exc: HTTPException) -> tuple[dict[str, Any], int]:

@@ -16,6 +16,7 @@ __all__ = [
     "SQL_ERRORS",
     "SQL_ROWS",
     "SQL_SECONDS",
+    "SINK_EVENTS",
     "configure_logging",
 ]
 
@@ -37,6 +38,11 @@ PREDICTIONS = Counter(
 PREDICT_SECONDS = Histogram(
     "coelho_predict_seconds", "Time to answer one predict request.",
     ["function"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
+)
+SINK_EVENTS = Counter(
+    "coelho_sink_events_total",
+    "CloudEvents received by delta-sink, by outcome (written, duplicate, rejected, unavailable).",
+    ["function", "outcome"],
 )
 MODEL_VERSION = Gauge(
     "coelho_model_version", "WAL sequence number of the model a function serves or learns.",

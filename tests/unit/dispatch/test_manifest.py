@@ -26,14 +26,21 @@ def _tfd_doc() -> dict:
 
 def test_repository_manifests_load_with_explicit_delivery():
     sources, sinks = load_manifests(FOLDER)
-    assert sorted(s.name for s in sources) == ["ecci-events", "eta-events", "tfd-events"]
+    assert sorted(s.name for s in sources) == [
+        "ecci-delta-sink", "ecci-events", "eta-delta-sink", "eta-events", "tfd-delta-sink", "tfd-events"]
     for source in sources:
         assert source.consumer_group.startswith("coelho-") and source.initial_offset == "earliest"
-        assert source.ordering == "ordered" and source.delivery.retry > 0
+        assert source.delivery.retry > 0
         dls = source.delivery.dead_letter_sink
         assert dls is not None and dls.kind == "KafkaSink" and dls.name in sinks
         assert sinks[dls.name].topic == source.topics[0] + ".dead-letter"
-        assert source.sink.kind == "Service" and source.sink.name == source.name.replace("-events", "-learn")
+        assert source.sink.kind == "Service"
+        if source.name.endswith("-events"):  # the learners need order; the Delta tables do not
+            assert source.ordering == "ordered" and source.sink.name == source.name.replace("-events", "-learn")
+        else:
+            assert source.ordering == "unordered" and source.sink.name == "delta-sink"
+    groups = [source.consumer_group for source in sources]
+    assert len(set(groups)) == len(groups)  # each sink sees every event
 
 
 @pytest.mark.parametrize(("path", "value", "field"), [

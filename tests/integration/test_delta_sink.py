@@ -1,0 +1,87 @@
+"""The embedded Delta writer on real Delta files: retried batches, redelivery after a crash, compaction."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import requests
+from deltalake import DeltaTable
+
+from coelho.core import USE_CASES
+from coelho.ingest import delta_sink
+from coelho.ingest.delta_sink import DeltaWriter
+from support import binary, make_event, stream
+from support.servers import FunctionServer
+
+TFD = USE_CASES["tfd"]
+
+
+def ids(settings) -> list[str]:
+    return DeltaTable(settings.delta_uri("tfd")).to_pyarrow_table(columns=["ce_id"])["ce_id"].to_pylist()
+
+
+def submit_all(writer: DeltaWriter, payloads) -> list[str]:
+    return [writer.submit("/tests/tfd", str(p[TFD.id_field]), p) for p in payloads]
+
+
+def test_batch_retried_after_a_failure_between_commit_and_ack_is_not_duplicated(settings, monkeypatch):
+    real_write = delta_sink.write_deltalake
+    failures = []
+
+    def commit_then_fail(*args, **kwargs):  # the commit lands, then the storage call reports an error
+        real_write(*args, **kwargs)
+        if not failures:
+            failures.append(1)
+            raise OSError("connection reset after the commit")
+
+    monkeypatch.setattr(delta_sink, "write_deltalake", commit_then_fail)
+    writer = DeltaWriter(TFD, settings)
+    try:
+        assert submit_all(writer, stream("tfd", 3, seed=1)) == ["written"] * 3
+        assert writer.status()["retries"] == 1
+    finally:
+        writer.close()
+    assert sorted(ids(settings)) == sorted(str(p[TFD.id_field]) for p in stream("tfd", 3, seed=1))
+
+
+def test_redelivery_to_a_restarted_writer_is_not_duplicated(settings):
+    payloads = stream("tfd", 6, seed=2)
+    first = DeltaWriter(TFD, settings)
+    submit_all(first, payloads[:4])
+    first.close()
+    second = DeltaWriter(TFD, settings)  # a new process: remembers recent rows from the table
+    try:
+        assert submit_all(second, payloads) == ["duplicate"] * 4 + ["written"] * 2
+    finally:
+        second.close()
+    assert len(ids(settings)) == len(set(ids(settings))) == 6
+
+
+def test_compaction_keeps_the_rows_and_drops_the_files(settings):
+    writer = DeltaWriter(TFD, dataclasses.replace(settings, sink_compact_every=8))
+    try:
+        submit_all(writer, stream("tfd", 7, seed=4))  # one commit each: a lone sequential sender
+        before = len(DeltaTable(settings.delta_uri("tfd")).file_uris())
+        submit_all(writer, stream("tfd", 8, seed=4)[7:])  # the 8th commit triggers the compaction
+    finally:
+        writer.close()  # compaction runs after the answers, in the writer's thread: wait for it
+    assert writer.status()["compactions"] == 1
+    table = DeltaTable(settings.delta_uri("tfd"))
+    assert before == 7 and len(table.file_uris()) == 1
+    assert len(ids(settings)) == len(set(ids(settings))) == 8
+
+
+def test_events_acknowledged_before_a_crash_are_kept_once_after_redelivery(env, settings, tmp_path):
+    events = [make_event("tfd", payload) for payload in stream("tfd", 20, seed=6)]
+    with FunctionServer("delta-sink", env, tmp_path) as server:
+        for event in events[:15]:
+            headers, body = binary(event)
+            assert requests.post(server.url, headers=headers, data=body, timeout=30).status_code == 200
+        server.kill()  # SIGKILL: no clean shutdown
+    with FunctionServer("delta-sink", env, tmp_path) as server:
+        for event in events:  # the sender did not see its answers: everything is sent again
+            headers, body = binary(event)
+            assert requests.post(server.url, headers=headers, data=body, timeout=30).status_code == 200
+        status = requests.get(server.url + "/status", timeout=5).json()["tables"]["tfd"]
+    assert (status["rows"], status["duplicates"]) == (5, 15)
+    assert len(ids(settings)) == len(set(ids(settings))) == 20
