@@ -41,7 +41,7 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
     )
     eta_learn, eta_predict = f"http://127.0.0.1:{base + 2}", f"http://127.0.0.1:{base + 3}"
     tfd_predict, ecci_predict = f"http://127.0.0.1:{base + 1}", f"http://127.0.0.1:{base + 5}"
-    delta_sink = f"http://127.0.0.1:{base + 6}"
+    sql, delta_sink = f"http://127.0.0.1:{base + 6}", f"http://127.0.0.1:{base + 7}"
     try:
         banner = ""
         deadline = time.monotonic() + 90
@@ -51,7 +51,7 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
             banner += line
             assert time.monotonic() < deadline, banner
         assert "curl -s -X POST" in banner and "eta-predict" in banner and "SELECT count(*) FROM data" in banner
-        templates = requests.get(f"http://127.0.0.1:{base + 6}/templates?use_case=tfd", timeout=5)
+        templates = requests.get(f"{sql}/templates?use_case=tfd", timeout=5)
         assert templates.status_code == 200 and templates.json()["templates"]
         assert ("coelho dlq list" in banner) is kafka
         assert f"MLflow: http://127.0.0.1:{base + 8}" in banner
@@ -85,7 +85,7 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", base)) != 0  # the functions are gone
     with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", base + 6)) != 0  # so is the MLflow server
+        assert probe.connect_ex(("127.0.0.1", base + 8)) != 0  # so is the MLflow server
     valkey_url = (tmp_path / "state" / "valkey" / "url").read_text()
     port = int(valkey_url.rsplit(":", 1)[1])
     with socket.socket() as probe:
