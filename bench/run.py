@@ -153,17 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         key_rows = rows(key, results[key])
         results[key]["targets"] = [row.as_json() for row in key_rows]
         table += key_rows
-    if "kafka_e2e" in results:
-        key_rows = kafka_rows(results["kafka_e2e"])
-        results["kafka_e2e"]["targets"] = [row.as_json() for row in key_rows]
-        table += key_rows
-    if "sql" in results:
-        key_rows = sql_rows(results["sql"])
-        results["sql"]["targets"] = [row.as_json() for row in key_rows]
-    if "ingest" in results:
-        key_rows = ingest_rows(results["ingest"])
-        results["ingest"]["targets"] = [row.as_json() for row in key_rows]
-        table += key_rows
+    for section, section_rows in (("kafka_e2e", kafka_rows), ("sql", sql_rows), ("ingest", ingest_rows)):
+        if section in results:
+            key_rows = section_rows(results[section])
+            results[section]["targets"] = [row.as_json() for row in key_rows]
+            table += key_rows
     RESULTS.write_text(json.dumps(rounded(results), indent=2) + "\n")
     print(render(table))
     log.info("done in %.0f s; wrote %s", results["machine"]["duration_s"], RESULTS)

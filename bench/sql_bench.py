@@ -1,7 +1,7 @@
 """sql: a GROUP BY over a 1M-row Delta table through the SQL function vs DuckDB on the same rows in a native table.
 
 The table has the TFD layout (every column of `coelho.core.table`), synthetic but plausible values, and is
-written with `deltalake.write_deltalake` in four appends under the run's COELHO_DATA_DIR, where the `sql`
+written with `deltalake.write_deltalake` in four appends under its own COELHO_DELTA_ROOT, where the `sql`
 function (functions-framework subprocess, default settings: 2 DuckDB threads) reads it. The baseline is
 DuckDB in the benchmark process, 2 threads, the same rows loaded into a native table named `data`, the
 same query text. Both are warm (the function has loaded the table, the baseline has run the query); rounds
@@ -15,7 +15,6 @@ import json
 import logging
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -88,7 +87,8 @@ def sql_bench(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
     rows = plan.sql_rows
     log.info("sql: writing a %s-row TFD Delta table in %d appends", f"{rows:,}", APPENDS)
     table = synthetic_tfd(rows, seed)
-    uri = str(Path(processes.env()["COELHO_DATA_DIR"]) / "delta" / "tfd")
+    root = processes.work_dir / "sql-delta"  # its own tables: other sections write the run's data dir
+    uri = str(root / "tfd")
     for batch in np.array_split(np.arange(rows), APPENDS):
         write_deltalake(uri, table.slice(int(batch[0]), len(batch)), mode="append")
 
@@ -97,7 +97,8 @@ def sql_bench(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
     native.execute("CREATE TABLE data AS FROM delta_rows")
     native.unregister("delta_rows")
 
-    [server] = processes.start("sql")
+    server = processes.launch("sql", COELHO_DELTA_ROOT=str(root))
+    log.info("sql ready on port %d after %.1f s", server.port, server.wait_ready())
     request = Request({"content-type": "application/json"},
                       json.dumps({"use_case": "tfd", "query": QUERY, "limit": 10}).encode())
     began = time.perf_counter()

@@ -9,7 +9,7 @@ decorated target calls. The use case is the target's prefix (`tfd_learn` → `tf
 
 from __future__ import annotations
 
-import atexit
+import concurrent.futures.thread  # noqa: F401 - registers its exit hook before ours
 import json
 import logging
 import threading
@@ -49,7 +49,11 @@ def close_all() -> None:
         _open_writers.pop().close()
 
 
-atexit.register(close_all)
+# A learner's last checkpoint and MLflow registration need concurrent.futures (MLflow uploads with a thread
+# pool), which refuses new work once the interpreter starts exiting — before plain `atexit` hooks run. So
+# close everything from threading's exit hooks instead, which run first and in reverse order of registration:
+# registered after concurrent.futures' own, ours runs before it.
+threading._register_atexit(close_all)  # type: ignore[attr-defined]
 
 
 def reject(status: int, error: str, problems: Iterable[Problem] = (), **headers: str) -> NoReturn:
