@@ -95,6 +95,7 @@ class Learner:
         self.renewer: threading.Thread | None = None
         self.lead_retry_at = 0.0
         self.published_seq = -1
+        self.accepted_at = 0.0
         self.history = History(use_case, settings, self.holder) if settings.mlflow else None
 
     @property
@@ -132,6 +133,7 @@ class Learner:
     def _commit(self, batch: list[_Ticket]) -> None:
         """Log `batch` (under `lock`): fenced as the leader, which queues the events for learning."""
         records, ttl = [t.record for t in batch], self.settings.dedup_ttl_seconds
+        self.accepted_at = time.monotonic()
         if not self._lead():
             results = self.state.append(None, records, ttl)  # a follower: the leader learns them from the log
         else:
@@ -291,7 +293,8 @@ class Learner:
                 self.accepted_seq = last  # logged by followers: learn it from the WAL
                 self.inbox.put((self.generation, last, None))
             self.drain()
-            if self.replica.seq != self.published_seq:
+            quiet = time.monotonic() - self.accepted_at >= IDLE_DRAIN_S  # while events flow, _after_apply publishes
+            if quiet and self.replica.seq != self.published_seq:
                 self.publish_status()
         except redis.RedisError as exc:
             log.warning("%s idle drain failed: %s", self.use_case.key, exc)
