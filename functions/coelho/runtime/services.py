@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, NoReturn
 
 import flask
@@ -33,7 +33,7 @@ from coelho.runtime import telemetry
 from coelho.runtime.learner import Learner
 from coelho.runtime.predictor import NoModel, Predictor
 
-__all__ = ["LearnService", "PredictService", "SinkService", "close_all", "event_payload", "mount_operational", "reject"]
+__all__ = ["LearnService", "PredictService", "Service", "SinkService", "close_all", "event_payload", "reject"]
 
 log = logging.getLogger("coelho.functions")
 
@@ -64,29 +64,37 @@ def reject(status: int, error: str, problems: Iterable[Problem] = (), **headers:
     flask.abort(response)
 
 
-def mount_operational(app: flask.Flask, settings: Settings, status: Callable[[], dict[str, Any]]) -> None:
-    """Logging, JSON bodies for 400/413 and the routes GET /status, /metrics and /healthz."""
-    telemetry.configure_logging(settings.log_level)
-    app.register_error_handler(400, _json_http_error)
-    app.register_error_handler(413, _json_http_error)
-    app.add_url_rule("/status", "coelho_status", status, methods=["GET"])
-    app.add_url_rule("/metrics", "coelho_metrics", _metrics_view, methods=["GET"])
-    app.add_url_rule("/healthz", "coelho_healthz", lambda: {"ok": True}, methods=["GET"])
-
-
-class _Service:
-    """Shared wiring: settings, error handlers and operational routes."""
+class Service:
+    """Shared wiring: settings, logging, JSON error bodies, GET /status, /metrics and /healthz, a lazy engine."""
 
     def __init__(self, app: flask.Flask, settings: Settings) -> None:
         self.name = app.name
         self.settings = settings
-        mount_operational(app, settings, self._status_view)
+        self._build_lock = threading.Lock()
+        self._engine: Any = None
+        telemetry.configure_logging(settings.log_level)
+        app.register_error_handler(400, _json_http_error)
+        app.register_error_handler(413, _json_http_error)
         app.register_error_handler(ce_errors.GenericException, _malformed_cloudevent)
+        app.add_url_rule("/status", "coelho_status", self._status_view, methods=["GET"])
+        app.add_url_rule("/metrics", "coelho_metrics", _metrics_view, methods=["GET"])
+        app.add_url_rule("/healthz", "coelho_healthz", lambda: {"ok": True}, methods=["GET"])
 
     @classmethod
     def mount(cls, app: flask.Flask, settings: Settings | None = None) -> Any:
         """Attach a service to the app functions-framework is building."""
         return cls(app, settings or Settings.from_env())
+
+    def engine(self) -> Any:
+        """What serves the requests, built on first use (after the server forks; it may connect somewhere)."""
+        if self._engine is None:
+            with self._build_lock:
+                if self._engine is None:
+                    self._engine = self._build_engine()
+        return self._engine
+
+    def _build_engine(self) -> Any:
+        raise NotImplementedError
 
     def _status_view(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -99,7 +107,7 @@ class _Service:
         app.register_error_handler(415, _malformed_cloudevent)
 
 
-class _ModelService(_Service):
+class _ModelService(Service):
     """A service of one use case's model, kept in Redis; the use case is the target's prefix."""
 
     def __init__(self, app: flask.Flask, settings: Settings) -> None:
@@ -108,18 +116,11 @@ class _ModelService(_Service):
         if key not in USE_CASES:
             raise ValueError(f"target {self.name!r} does not start with a use case {sorted(USE_CASES)}")
         self.use_case: UseCase = USE_CASES[key]
-        self._build_lock = threading.Lock()
-        self._engine: Any = None
 
-    def engine(self) -> Any:
-        """The learner or predictor, created on first use (connects to Redis)."""
-        if self._engine is None:
-            with self._build_lock:
-                if self._engine is None:
-                    url = resolve_redis_url(self.settings.redis_url, self.settings.data_dir)
-                    state = RedisState.from_url(url, self.settings.key_prefix, self.use_case.key)
-                    self._engine = self._build(state)
-        return self._engine
+    def _build_engine(self) -> Any:
+        """The learner or predictor of the use case's state in Redis."""
+        url = resolve_redis_url(self.settings.redis_url, self.settings.data_dir)
+        return self._build(RedisState.from_url(url, self.settings.key_prefix, self.use_case.key))
 
     def _build(self, state: RedisState) -> Any:
         raise NotImplementedError
@@ -222,7 +223,7 @@ class PredictService(_ModelService):
         return flask.jsonify(result)
 
 
-class SinkService(_Service):
+class SinkService(Service):
     """delta-sink: validates CloudEvents of every use case and appends them to their Delta tables.
 
     The request is answered once the micro-batch holding the event is committed (2xx, also for a

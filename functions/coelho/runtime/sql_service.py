@@ -15,7 +15,6 @@ Every refusal is a 4xx JSON body whose `error` says why; nothing is ever written
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import asdict
 from typing import Any
@@ -29,34 +28,22 @@ from coelho.core.sql import InvalidRequest, parse_request
 from coelho.core.sql_templates import DEFAULT_QUERY, TEMPLATES
 from coelho.core.table import TABLE_NAMES
 from coelho.runtime import telemetry
-from coelho.runtime.services import mount_operational, reject
+from coelho.runtime.services import Service, reject
 
 __all__ = ["SqlService"]
 
 log = logging.getLogger("coelho.functions")
 
 
-class SqlService:
+class SqlService(Service):
     """Answers the SQL function's routes; the engine is built on first use (after the server forks)."""
 
     def __init__(self, app: flask.Flask, settings: Settings) -> None:
-        self.settings = settings
+        super().__init__(app, settings)
         self.limits = limits_from(settings)
-        self._engine: SqlEngine | None = None
-        self._build_lock = threading.Lock()
-        mount_operational(app, settings, self._status_view)
 
-    @classmethod
-    def mount(cls, app: flask.Flask, settings: Settings | None = None) -> SqlService:
-        """Attach the service to the app functions-framework is building."""
-        return cls(app, settings or Settings.from_env())
-
-    def engine(self) -> SqlEngine:
-        if self._engine is None:
-            with self._build_lock:
-                if self._engine is None:
-                    self._engine = SqlEngine.from_settings(self.settings)
-        return self._engine
+    def _build_engine(self) -> SqlEngine:
+        return SqlEngine.from_settings(self.settings)
 
     def handle(self, request: flask.Request) -> flask.Response:
         """Route one request by method and path."""
