@@ -67,7 +67,7 @@ alternate in rounds and each figure is its best round, the one least disturbed b
   quality.original_config  the same for the original system's configuration on the same stream; target: default
                            at least as good
   kafka_e2e                tfd, on a Kafka broker the run starts, one round each: binary CloudEvents of fresh
-                           events produced (KafkaSink) to a 3-partition topic, delivered in order (one in flight
+                           events produced (KafkaSink) to a 6-partition topic, delivered in order (one in flight
                            per partition) by the KafkaSource dispatcher (in process) to a fresh tfd-learn
   kafka_e2e.rates[]        producer paced at `rate` (100 and 1000 ev/s) for 5 s (15 s full); p50_ms/p99_ms: record
                            timestamp (producer CreateTime) to the learner's 2xx (the event is durable in the WAL);

@@ -35,6 +35,7 @@ def test_two_learner_processes_one_writer_nothing_lost(env, tmp_path, redis_clie
                 time.sleep(2.0)
             if i == 2 * N_EVENTS // 3 and frozen is not None:  # wake it: it must not learn or checkpoint again
                 servers[frozen].signal(signal.SIGCONT)
+                session.close()  # its keep-alive connection expired while it was stopped: it closes it now
             target = i % 2 if i % 2 != frozen or i >= 2 * N_EVENTS // 3 else 1 - i % 2
             headers, body = binary(make_event("tfd", payload))
             response = session.post(servers[target].url + "/", headers=headers, data=body, timeout=5)

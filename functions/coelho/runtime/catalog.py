@@ -61,14 +61,14 @@ FUNCTIONS: tuple[FunctionSpec, ...] = tuple(
     spec
     for key in ("tfd", "eta", "ecci")
     for spec in (
-        FunctionSpec(f"{key}-learn", "learn", f"{key}_learn", "cloudevent", "learn", key),
+        FunctionSpec(f"{key}-learn", "learn", f"{key}_learn", "http", "learn", key),
         FunctionSpec(f"{key}-predict", "predict", f"{key}_predict", "http", "predict", key),
     )
 ) + (
     FunctionSpec("sql", "sql", "sql", "http", "query"),
     # Its requests mostly wait for their micro-batch's commit: more threads, larger shared commits.
     FunctionSpec("delta-sink", "delta_sink", "delta_sink", "cloudevent", "sink", threads=64),
-    FunctionSpec("hello-event", "hello", "hello_event", "cloudevent", "baseline"),
+    FunctionSpec("hello-event", "hello", "hello_event", "http", "baseline"),
     FunctionSpec("hello-http", "hello", "hello_http", "http", "baseline"),
 )
 

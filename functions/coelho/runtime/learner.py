@@ -41,6 +41,8 @@ __all__ = ["Learner", "NotLeader"]
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 1.0
+#: `status()` waits this long for the model; meanwhile (a recovery) it answers with the published status.
+STATUS_WAIT_S = 0.5
 #: When no event arrives, queued events are learned within this many seconds.
 IDLE_DRAIN_S = 0.1
 
@@ -87,6 +89,7 @@ class Learner:
         self.accepted_seq = 0
         self.token: str | None = None
         self.lost = threading.Event()
+        self.recovering = False
         self.stopping = threading.Event()
         self.checkpoint_seq = 0
         self.checkpoint_at = time.monotonic()
@@ -101,6 +104,18 @@ class Learner:
     @property
     def ttl_ms(self) -> int:
         return int(self.settings.lease_seconds * 1000)
+
+    @property
+    def quick(self) -> bool:
+        """Whether `handle` now costs one Redis round trip: no lease to take, no model to recover.
+
+        An event loop calls `handle` inline when this holds and from a thread otherwise.
+        """
+        if self.recovering:
+            return False
+        if self.token is not None:
+            return not self.lost.is_set()
+        return time.monotonic() < self.lead_retry_at
 
     # accepting events ----------------------------------------------------------------------
     def handle(self, source: str, event_id: str, payload: dict[str, Any], body: bytes | None = None) -> AppendResult:
@@ -212,6 +227,7 @@ class Learner:
             return False
         self.token = token
         self.lost.clear()
+        self.recovering = True
         try:
             self._recover()
         except Exception:
@@ -219,6 +235,8 @@ class Learner:
             self._step_down("recovery failed")
             self.state.release(self.holder)
             return False
+        finally:
+            self.recovering = False
         return True
 
     def _recover(self) -> None:
@@ -350,15 +368,18 @@ class Learner:
             self.published_seq = status["model_version"]
 
     def status(self) -> dict[str, Any]:
-        """What the learner knows (every accepted event included); a follower relays the leader's status."""
-        with self.model_lock:
+        """What the learner knows (every accepted event included); a follower relays the leader's status.
+
+        While the model is being recovered (or checkpointed) for longer than `STATUS_WAIT_S`, the
+        last published status, marked `busy`.
+        """
+        if not self.model_lock.acquire(timeout=STATUS_WAIT_S):
+            return {**self._published_status(), "busy": True}
+        try:
             self.drain()
             model = self.replica.model
             if self.token is None:
-                published = self.state.read_status()
-                return {"use_case": self.use_case.key, "model_version": 0, "events_applied": 0, "metrics": {},
-                        **published, "role": "learner", "leader": False, "holder": self.holder,
-                        "leader_holder": published.get("holder"), "mlflow": self._history_status()}
+                return self._published_status()
             return {
                 "use_case": self.use_case.key,
                 "role": "learner",
@@ -373,6 +394,15 @@ class Learner:
                 "updated_at": datetime.now(UTC).isoformat(),
                 **(model.status() if model is not None else {"events_applied": 0, "metrics": {}}),
             }
+        finally:
+            self.model_lock.release()
+
+    def _published_status(self) -> dict[str, Any]:
+        """The leader's status as last published, as this (non-leading) learner relays it."""
+        published = self.state.read_status()
+        return {"use_case": self.use_case.key, "model_version": 0, "events_applied": 0, "metrics": {},
+                **published, "role": "learner", "leader": False, "holder": self.holder,
+                "leader_holder": published.get("holder"), "mlflow": self._history_status()}
 
     def _history_status(self) -> dict[str, Any]:
         return self.history.status() if self.history is not None else {"enabled": False}

@@ -1,10 +1,11 @@
-"""The glue between functions-framework entry points and the learner / predictor.
+"""The glue between functions-framework's Flask entry points and the predictor and delta-sink.
 
 functions-framework executes a function's `main.py` inside the Flask application context, so an
-entry point calls `LearnService.mount(flask.current_app)` (or `PredictService`) at import time.
+entry point calls `PredictService.mount(flask.current_app)` (or `SinkService`) at import time.
 That sets the request-size limit, JSON error handlers and the operational routes
 `GET /status`, `GET /metrics` and `GET /healthz`, and returns the object whose `handle` the
-decorated target calls. The use case is the target's prefix (`tfd_learn` → `tfd`).
+decorated target calls. The use case is the target's prefix (`tfd_predict` → `tfd`). The learn
+functions are ASGI targets (`coelho.runtime.learn_service`); both kinds share the helpers here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import flask
 from cloudevents import exceptions as ce_errors
@@ -30,23 +31,33 @@ from coelho.core import USE_CASES, use_case_for_type
 from coelho.core.schema import Problem
 from coelho.core.usecase import UseCase
 from coelho.runtime import telemetry
-from coelho.runtime.learner import Learner
+from coelho.runtime.asgi import problem_body
 from coelho.runtime.predictor import NoModel, Predictor
 
-__all__ = ["LearnService", "PredictService", "Service", "SinkService", "close_all", "event_payload", "reject"]
+__all__ = ["PredictService", "Service", "SinkService", "close_all", "close_at_exit", "event_payload", "open_state",
+           "reject", "target_use_case"]
 
 log = logging.getLogger("coelho.functions")
 
-_open_learners: list[Learner] = []
-_open_writers: list[Any] = []
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+ClosableT = TypeVar("ClosableT", bound=Closable)
+_open: list[Closable] = []
+
+
+def close_at_exit(resource: ClosableT) -> ClosableT:
+    """Close `resource` when the process exits (learners checkpoint, Delta writers flush)."""
+    _open.append(resource)
+    return resource
 
 
 def close_all() -> None:
     """Checkpoint and release every learner, and flush every Delta writer, this process started (runs at exit)."""
-    while _open_learners:
-        _open_learners.pop().close()
-    while _open_writers:
-        _open_writers.pop().close()
+    while _open:
+        _open.pop().close()
 
 
 # A learner's last checkpoint and MLflow registration need concurrent.futures (MLflow uploads with a thread
@@ -58,8 +69,7 @@ threading._register_atexit(close_all)  # type: ignore[attr-defined]
 
 def reject(status: int, error: str, problems: Iterable[Problem] = (), **headers: str) -> NoReturn:
     """Stop the request with a JSON error body naming every problem."""
-    body = {"error": error, "problems": [{"field": p.field, "message": p.message} for p in problems]}
-    response = flask.make_response(flask.jsonify(body), status)
+    response = flask.make_response(flask.jsonify(problem_body(error, problems)), status)
     response.headers.update(headers)
     flask.abort(response)
 
@@ -107,64 +117,18 @@ class Service:
         app.register_error_handler(415, _malformed_cloudevent)
 
 
-class _ModelService(Service):
-    """A service of one use case's model, kept in Redis; the use case is the target's prefix."""
-
-    def __init__(self, app: flask.Flask, settings: Settings) -> None:
-        super().__init__(app, settings)
-        key = self.name.split("_", 1)[0]
-        if key not in USE_CASES:
-            raise ValueError(f"target {self.name!r} does not start with a use case {sorted(USE_CASES)}")
-        self.use_case: UseCase = USE_CASES[key]
-
-    def _build_engine(self) -> Any:
-        """The learner or predictor of the use case's state in Redis."""
-        url = resolve_redis_url(self.settings.redis_url, self.settings.data_dir)
-        return self._build(RedisState.from_url(url, self.settings.key_prefix, self.use_case.key))
-
-    def _build(self, state: RedisState) -> Any:
-        raise NotImplementedError
-
-    def _status_view(self) -> dict[str, Any]:
-        return {"function": self.name, **self.engine().status()}
+def target_use_case(target: str) -> UseCase:
+    """The use case a target serves: its prefix (`tfd_learn` → tfd)."""
+    key = target.split("_", 1)[0]
+    if key not in USE_CASES:
+        raise ValueError(f"target {target!r} does not start with a use case {sorted(USE_CASES)}")
+    return USE_CASES[key]
 
 
-class LearnService(_ModelService):
-    """Validates CloudEvents and hands them to the learner."""
-
-    def __init__(self, app: flask.Flask, settings: Settings) -> None:
-        super().__init__(app, settings)
-        self.counters = {outcome: telemetry.EVENTS.labels(self.name, outcome)
-                         for outcome in ("accepted", "duplicate", "rejected")}
-        self.seconds = telemetry.LEARN_SECONDS.labels(self.name)
-        self.version = telemetry.MODEL_VERSION.labels(self.name)
-        self._accept_cloudevents(app)
-
-    def _build(self, state: RedisState) -> Learner:
-        learner = Learner(self.use_case, state, self.settings)
-        _open_learners.append(learner)
-        return learner
-
-    def handle(self, event: CloudEvent) -> None:
-        """Accept one CloudEvent: 2xx when logged or a duplicate, 4xx when invalid (5xx when Redis is down)."""
-        started = time.perf_counter()
-        ctx = f"ce-id={event['id']} ce-type={event['type']}"
-        payload = self._payload(event, ctx)
-        result = self.engine().handle(event["source"], event["id"], payload, _binary_json_body())
-        self.counters["accepted" if result.accepted else "duplicate"].inc()
-        self.seconds.observe(time.perf_counter() - started)
-        if result.accepted:
-            self.version.set(result.seq)
-
-    def _payload(self, event: CloudEvent, ctx: str) -> dict[str, Any]:
-        uc = self.use_case
-        data, problems = event_payload(event, uc if event["type"] == uc.event_type else None,
-                                       f"must be {uc.event_type!r} for {self.name}")
-        if problems:
-            self.counters["rejected"].inc()
-            log.warning("%s rejected: %s", ctx, "; ".join(f"{p.field} {p.message}" for p in problems))
-            reject(422, "invalid event", problems)
-        return data
+def open_state(settings: Settings, use_case: UseCase) -> RedisState:
+    """The use case's model state in Redis (an embedded Valkey when REDIS_URL is unset)."""
+    url = resolve_redis_url(settings.redis_url, settings.data_dir)
+    return RedisState.from_url(url, settings.key_prefix, use_case.key)
 
 
 def event_payload(event: CloudEvent, use_case: UseCase | None, type_problem: str) -> tuple[Any, list[Problem]]:
@@ -183,19 +147,22 @@ def event_payload(event: CloudEvent, use_case: UseCase | None, type_problem: str
     return data, problems
 
 
-def _binary_json_body() -> bytes | None:
-    """The request body when it is the event's JSON data itself (binary content mode)."""
-    request = flask.request
-    if "ce-specversion" in request.headers and (request.mimetype or "").endswith("json"):
-        return request.get_data()
-    return None
+class PredictService(Service):
+    """Validates raw events posted as JSON and answers with the live model's prediction.
 
+    The use case is the target's prefix; the model is the learner's, read from Redis.
+    """
 
-class PredictService(_ModelService):
-    """Validates raw events posted as JSON and answers with the live model's prediction."""
+    def __init__(self, app: flask.Flask, settings: Settings) -> None:
+        super().__init__(app, settings)
+        self.use_case = target_use_case(self.name)
 
-    def _build(self, state: RedisState) -> Predictor:
-        return Predictor(self.use_case, state, self.settings)
+    def _build_engine(self) -> Predictor:
+        """The predictor of the use case's state in Redis."""
+        return Predictor(self.use_case, open_state(self.settings, self.use_case), self.settings)
+
+    def _status_view(self) -> dict[str, Any]:
+        return {"function": self.name, **self.engine().status()}
 
     def handle(self, request: flask.Request) -> flask.Response:
         """POST one raw event (label optional) → prediction, model_version, model_source."""
@@ -247,8 +214,7 @@ class SinkService(Service):
 
         with self._lock:
             if use_case.key not in self.writers:
-                self.writers[use_case.key] = DeltaWriter(use_case, self.settings, self.arrivals)
-                _open_writers.append(self.writers[use_case.key])
+                self.writers[use_case.key] = close_at_exit(DeltaWriter(use_case, self.settings, self.arrivals))
             return self.writers[use_case.key]
 
     def handle(self, event: CloudEvent) -> None:
@@ -279,11 +245,11 @@ class SinkService(Service):
 
 
 def _json_http_error(exc: HTTPException) -> tuple[dict[str, Any], int]:
-    return {"error": exc.name, "detail": exc.description, "problems": []}, exc.code or 500
+    return problem_body(exc.name, detail=exc.description), exc.code or 500
 
 
 def _malformed_cloudevent(exc: Exception) -> tuple[dict[str, Any], int]:
-    return {"error": "malformed CloudEvent", "detail": str(exc), "problems": []}, 400
+    return problem_body("malformed CloudEvent", detail=str(exc)), 400
 
 
 def _metrics_view() -> flask.Response:

@@ -1,0 +1,98 @@
+"""The glue between the learn entry points and the learner, served by functions-framework's ASGI server.
+
+A learn target is an `@functions_framework.aio.http` function that hands its request to the entry
+module's `LearnTargets`, which makes the `LearnService` of that target on first use (after the server
+forked; the use case is the target's prefix, `tfd_learn` → `tfd`), whose learner is built on the first
+event or status request. Routes and errors: `coelho.runtime.asgi`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from typing import Any
+
+from cloudevents.http import CloudEvent
+from starlette.requests import Request
+from starlette.responses import Response
+
+from coelho.config import Settings
+from coelho.runtime import telemetry
+from coelho.runtime.asgi import CloudEventEndpoint, Rejected
+from coelho.runtime.learner import Learner
+from coelho.runtime.services import close_at_exit, event_payload, open_state, target_use_case
+
+__all__ = ["LearnService", "LearnTargets"]
+
+log = logging.getLogger("coelho.functions")
+
+
+class LearnService:
+    """Validates one use case's CloudEvents and hands them to its learner."""
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        telemetry.configure_logging(settings.log_level)
+        self.name = name
+        self.settings = settings
+        self.use_case = target_use_case(name)
+        self.endpoint = CloudEventEndpoint(name, settings.max_event_bytes, self.accept, self.status)
+        self.counters = {outcome: telemetry.EVENTS.labels(name, outcome)
+                         for outcome in ("accepted", "duplicate", "rejected")}
+        self.seconds = telemetry.LEARN_SECONDS.labels(name)
+        self.version = telemetry.MODEL_VERSION.labels(name)
+        self._learner: Learner | None = None
+
+    async def respond(self, request: Request) -> Response:
+        """Answer one request: a CloudEvent to learn, or GET /status, /metrics, /healthz."""
+        return await self.endpoint.respond(request)
+
+    def learner(self) -> Learner:
+        """The use case's learner, built on first use (it connects to Redis)."""
+        if self._learner is None:
+            state = open_state(self.settings, self.use_case)
+            self._learner = close_at_exit(Learner(self.use_case, state, self.settings))
+        return self._learner
+
+    async def accept(self, event: CloudEvent, body: bytes | None) -> None:
+        """Log one CloudEvent (or recognise a duplicate); `Rejected` 422 when invalid, an error when Redis is down.
+
+        `body` is the request body when it is the event's JSON data itself (binary mode): the WAL keeps it as is.
+        The learner is called on the event loop while that costs one Redis round trip (a fraction of the
+        thread hand-off's CPU); from a thread while it may take the lease and recover the model.
+        """
+        started = time.perf_counter()
+        uc = self.use_case
+        data, problems = event_payload(event, uc if event["type"] == uc.event_type else None,
+                                       f"must be {uc.event_type!r} for {self.name}")
+        if problems:
+            self.counters["rejected"].inc()
+            log.warning("ce-id=%s ce-type=%s rejected: %s", event["id"], event["type"],
+                        "; ".join(f"{p.field} {p.message}" for p in problems))
+            raise Rejected(422, "invalid event", problems)
+        learner = self.learner()
+        handle = functools.partial(learner.handle, event["source"], event["id"], data, body)
+        result = handle() if learner.quick else await asyncio.to_thread(handle)
+        self.counters["accepted" if result.accepted else "duplicate"].inc()
+        self.seconds.observe(time.perf_counter() - started)
+        if result.accepted:
+            self.version.set(result.seq)
+
+    async def status(self) -> dict[str, Any]:
+        """The learner's status (a follower relays the leader's), from a thread: it may wait for the model."""
+        return await asyncio.to_thread(self.learner().status)
+
+
+class LearnTargets:
+    """The learn services of one loaded entry module: one per target, made on first use from the environment."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, LearnService] = {}
+
+    async def respond(self, target: str, request: Request) -> Response:
+        """Answer one request to `target`."""
+        service = self.services.get(target)
+        if service is None:
+            service = self.services[target] = LearnService(target, Settings.from_env())
+        return await service.respond(request)
