@@ -57,3 +57,20 @@ def test_status_and_metrics_routes(client):
 
 def test_get_on_the_event_route_is_not_allowed(client):
     assert client("tfd_learn").get("/").status_code == 405
+
+
+def test_oversize_chunked_body_is_413(client):
+    app = client("tfd_learn")
+    headers, _ = binary(make_event("tfd", sample("tfd")))
+    chunks = (b"x" * 16_384 for _ in range(8))  # no content-length: refused while reading
+    response = app.client.post("/", headers=headers, content=chunks)
+    assert response.status_code == 413
+    assert app.get("/status").get_json()["events_applied"] == 0
+
+
+def test_operational_routes_are_get_only(client):
+    app = client("eta_learn")
+    for path in ("/status", "/metrics", "/healthz"):
+        response = app.post(path, headers={"content-type": "application/json"}, data=b"{}")
+        assert response.status_code == 405, path
+        assert response.headers["allow"] == "GET"

@@ -15,6 +15,10 @@ import requests
 
 from support import sample
 
+#: Per request: a function's first answer may load a model or replay its log while the whole platform
+#: (a broker, eight functions, MLflow, producers) starts on two cores. A hang still fails the test.
+TIMEOUT_S = 60
+
 
 def _free_block(size: int) -> int:
     for base in range(23100, 30000, 97):
@@ -25,7 +29,7 @@ def _free_block(size: int) -> int:
 
 
 def _status(url: str) -> dict:
-    return requests.get(url + "/status", timeout=5).json()
+    return requests.get(url + "/status", timeout=TIMEOUT_S).json()
 
 
 @pytest.mark.slow
@@ -51,11 +55,11 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
             banner += line
             assert time.monotonic() < deadline, banner
         assert "curl -s -X POST" in banner and "eta-predict" in banner and "SELECT count(*) FROM data" in banner
-        templates = requests.get(f"{sql}/templates?use_case=tfd", timeout=5)
+        templates = requests.get(f"{sql}/templates?use_case=tfd", timeout=TIMEOUT_S)
         assert templates.status_code == 200 and templates.json()["templates"]
         assert ("coelho dlq list" in banner) is kafka
         assert f"MLflow: http://127.0.0.1:{base + 8}" in banner
-        assert requests.get(f"http://127.0.0.1:{base + 8}/health", timeout=5).ok
+        assert requests.get(f"http://127.0.0.1:{base + 8}/health", timeout=TIMEOUT_S).ok
 
         def wait_events(url: str, count: int) -> dict:
             limit = time.monotonic() + 180  # eta is produced at ~3.4 events/s here
@@ -65,16 +69,16 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
             return status
 
         early = wait_events(eta_learn, 30)["metrics"]["RollingMAE"]
-        answer = requests.post(eta_predict + "/", json=sample("eta"), timeout=5).json()
+        answer = requests.post(eta_predict + "/", json=sample("eta"), timeout=TIMEOUT_S).json()
         assert answer["model_source"] == "live" and answer["eta_seconds"] > 0
         late = wait_events(eta_learn, 300)["metrics"]["RollingMAE"]
         assert late < early  # the producers' events make the model better
-        later = requests.post(eta_predict + "/", json=sample("eta"), timeout=5).json()
+        later = requests.post(eta_predict + "/", json=sample("eta"), timeout=TIMEOUT_S).json()
         assert later["model_version"] > answer["model_version"]
         tables = _status(delta_sink)["tables"]  # the producers feed the Delta tables too
         assert set(tables) == {"tfd", "eta", "ecci"} and all(t["rows"] > 0 for t in tables.values()), tables
         for url, key in ((tfd_predict, "tfd"), (ecci_predict, "ecci")):
-            response = requests.post(url + "/", data=json.dumps(sample(key)), timeout=5,
+            response = requests.post(url + "/", data=json.dumps(sample(key)), timeout=TIMEOUT_S,
                                      headers={"content-type": "application/json"})
             assert response.status_code in (200, 503), response.text
     finally:

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cloudevents.http import CloudEvent
@@ -43,6 +44,7 @@ class LearnService:
         self.seconds = telemetry.LEARN_SECONDS.labels(name)
         self.version = telemetry.MODEL_VERSION.labels(name)
         self._learner: Learner | None = None
+        self.status_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-status")
 
     async def respond(self, request: Request) -> Response:
         """Answer one request: a CloudEvent to learn, or GET /status, /metrics, /healthz."""
@@ -80,8 +82,12 @@ class LearnService:
             self.version.set(result.seq)
 
     async def status(self) -> dict[str, Any]:
-        """The learner's status (a follower relays the leader's), from a thread: it may wait for the model."""
-        return await asyncio.to_thread(self.learner().status)
+        """The learner's status (a follower relays the leader's).
+
+        From a thread of its own, as it may wait (briefly) for the model: not from the pool that events
+        use while the learner recovers, where it would wait behind them.
+        """
+        return await asyncio.get_running_loop().run_in_executor(self.status_thread, self.learner().status)
 
 
 class LearnTargets:

@@ -89,7 +89,7 @@ class Learner:
         self.accepted_seq = 0
         self.token: str | None = None
         self.lost = threading.Event()
-        self.recovering = False
+        self.recovering = False  # while taking the lease and recovering the model
         self.stopping = threading.Event()
         self.checkpoint_seq = 0
         self.checkpoint_at = time.monotonic()
@@ -221,16 +221,18 @@ class Learner:
         now = time.monotonic()
         if now < self.lead_retry_at:
             return False
-        self.lead_retry_at = now + self.settings.lease_seconds / 3
-        token = self.state.try_acquire(self.holder, self.ttl_ms)
-        if token is None:
-            return False
-        self.token = token
-        self.lost.clear()
-        self.recovering = True
+        self.recovering = True  # first: `quick` must not see the new retry time before the attempt is over
         try:
+            self.lead_retry_at = now + self.settings.lease_seconds / 3
+            token = self.state.try_acquire(self.holder, self.ttl_ms)
+            if token is None:
+                return False
+            self.token = token
+            self.lost.clear()
             self._recover()
         except Exception:
+            if self.token is None:
+                raise  # Redis could not be asked: the caller sees the error
             log.exception("%s learner %s could not recover the model", self.use_case.key, self.holder)
             self._step_down("recovery failed")
             self.state.release(self.holder)
