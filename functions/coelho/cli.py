@@ -147,9 +147,9 @@ def _fn(args: argparse.Namespace) -> int:
     from coelho.runtime.catalog import FUNCTIONS, find
 
     if args.fn_command == "list":
-        print(f"{'NAME':<13} {'SIGNATURE':<10} {'TARGET':<12} SOURCE")
+        print(f"{'NAME':<13} {'SIGNATURE':<10} {'SERVER':<7} {'TARGET':<12} SOURCE")
         for spec in FUNCTIONS:
-            print(f"{spec.name:<13} {spec.signature:<10} {spec.target:<12} {spec.source}")
+            print(f"{spec.name:<13} {spec.signature:<10} {spec.server:<7} {spec.target:<12} {spec.source}")
         return 0
     try:
         spec = find(args.name)

@@ -22,6 +22,7 @@ def test_fn_list_prints_every_function_with_source_and_target():
     out = run("fn", "list").stdout
     for spec in FUNCTIONS:
         assert spec.name in out and spec.target in out and str(spec.source) in out
+    assert {line.split()[2] for line in out.splitlines()[1:]} == {"flask", "asgi"}
     assert all(spec.source.exists() for spec in FUNCTIONS)
 
 

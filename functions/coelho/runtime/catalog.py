@@ -39,6 +39,7 @@ class FunctionSpec:
     role: Role
     use_case: str | None = None
     threads: int | None = None  # gunicorn threads (functions-framework's THREADS); None: its default, 4 per core
+    server: Literal["flask", "asgi"] = "flask"  # which functions-framework server its decorator selects
 
     def environment(self) -> dict[str, str]:
         """Variables the function's container sets by default (the process environment overrides them)."""
@@ -61,14 +62,14 @@ FUNCTIONS: tuple[FunctionSpec, ...] = tuple(
     spec
     for key in ("tfd", "eta", "ecci")
     for spec in (
-        FunctionSpec(f"{key}-learn", "learn", f"{key}_learn", "http", "learn", key),
+        FunctionSpec(f"{key}-learn", "learn", f"{key}_learn", "http", "learn", key, server="asgi"),
         FunctionSpec(f"{key}-predict", "predict", f"{key}_predict", "http", "predict", key),
     )
 ) + (
     FunctionSpec("sql", "sql", "sql", "http", "query"),
     # Its requests mostly wait for their micro-batch's commit: more threads, larger shared commits.
     FunctionSpec("delta-sink", "delta_sink", "delta_sink", "cloudevent", "sink", threads=64),
-    FunctionSpec("hello-event", "hello", "hello_event", "http", "baseline"),
+    FunctionSpec("hello-event", "hello", "hello_event", "http", "baseline", server="asgi"),
     FunctionSpec("hello-http", "hello", "hello_http", "http", "baseline"),
 )
 
