@@ -97,13 +97,6 @@ class CloudEventEndpoint:
 
         return cls(name, max_event_bytes, ignore, no_status)
 
-    async def _view(self, path: str) -> Response:
-        if path == "/status":
-            return JSONResponse({"function": self.name, **await self.status()})
-        if path == "/metrics":
-            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-        return JSONResponse({"ok": True})
-
     async def respond(self, request: Request) -> Response:
         """The answer to one request."""
         try:
@@ -116,7 +109,11 @@ class CloudEventEndpoint:
         if path in ("/status", "/metrics", "/healthz"):
             if request.method != "GET":
                 raise Rejected(405, f"GET {path}", headers={"Allow": "GET"})
-            return await self._view(path)
+            if path == "/status":
+                return JSONResponse({"function": self.name, **await self.status()})
+            if path == "/metrics":
+                return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+            return JSONResponse({"ok": True})
         if request.method != "POST":
             raise Rejected(405, "POST one CloudEvent", headers={"Allow": "POST"})
         body = await read_body(request, self.max_event_bytes)

@@ -9,7 +9,6 @@ event or status request. Routes and errors: `coelho.runtime.asgi`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -73,9 +72,11 @@ class LearnService:
             log.warning("ce-id=%s ce-type=%s rejected: %s", event["id"], event["type"],
                         "; ".join(f"{p.field} {p.message}" for p in problems))
             raise Rejected(422, "invalid event", problems)
-        learner = self.learner()
-        handle = functools.partial(learner.handle, event["source"], event["id"], data, body)
-        result = handle() if learner.quick else await asyncio.to_thread(handle)
+        learner, source, event_id = self.learner(), event["source"], event["id"]
+        if learner.quick:
+            result = learner.handle(source, event_id, data, body)
+        else:
+            result = await asyncio.to_thread(learner.handle, source, event_id, data, body)
         self.counters["accepted" if result.accepted else "duplicate"].inc()
         self.seconds.observe(time.perf_counter() - started)
         if result.accepted:

@@ -229,17 +229,16 @@ class Learner:
                 return False
             self.token = token
             self.lost.clear()
-            self._recover()
-        except Exception:
-            if self.token is None:
-                raise  # Redis could not be asked: the caller sees the error
-            log.exception("%s learner %s could not recover the model", self.use_case.key, self.holder)
-            self._step_down("recovery failed")
-            self.state.release(self.holder)
-            return False
+            try:
+                self._recover()
+            except Exception:
+                log.exception("%s learner %s could not recover the model", self.use_case.key, self.holder)
+                self._step_down("recovery failed")
+                self.state.release(self.holder)
+                return False
+            return True
         finally:
             self.recovering = False
-        return True
 
     def _recover(self) -> None:
         started = time.perf_counter()
