@@ -4,26 +4,45 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# uv installs exactly uv.lock (every transitive version CI tested); it lives in its own venv under .cache/.
+UV_VERSION := 0.13.8
+UV := .cache/uv-$(UV_VERSION)/bin/uv
+export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+# Debian packages the tests use (installed by infra/local/debian-packages.sh when missing).
+DEBIAN_PACKAGES := postgresql
 QUICK ?=
 KAFKA ?=
 
-.PHONY: up test bench lint install clean help
+.PHONY: system up test bench lint install lock lock-check clean help
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
+$(UV):
+	$(PYTHON) -m venv .cache/uv-$(UV_VERSION)
+	.cache/uv-$(UV_VERSION)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --quiet --frozen --python $(PYTHON) --all-extras
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the project with its pinned dependencies
+install: $(STAMP)  ## create .venv and install the project exactly as uv.lock pins it
+
+lock: $(UV)  ## re-resolve uv.lock after changing pyproject.toml's dependencies
+	$(UV) lock --python $(PYTHON)
+
+lock-check: $(UV)  ## fail when pyproject.toml and uv.lock disagree
+	$(UV) lock --check --python $(PYTHON)
 
 up: $(STAMP)  ## run the platform locally (embedded Valkey, six functions, three producers); KAFKA=1 goes through Kafka
 	$(BIN)/coelho up $(if $(KAFKA),--kafka,)
 
-test: $(STAMP)  ## lint, then the whole test suite on real services
+system:  ## install the Debian packages the tests use, when missing (as root)
+	infra/local/debian-packages.sh $(DEBIAN_PACKAGES)
+
+test: lock-check system $(STAMP)  ## lock check and lint, then the whole test suite on real services
 	$(BIN)/ruff check functions eventing tests bench
 	$(BIN)/python -m pytest -q
 
