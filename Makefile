@@ -43,14 +43,14 @@ system:  ## install the Debian packages the tests use, when missing (as root)
 	infra/local/debian-packages.sh $(DEBIAN_PACKAGES)
 
 test: lock-check system $(STAMP)  ## lock check and lint, then the whole test suite on real services
-	$(BIN)/ruff check functions eventing tests bench
+	$(BIN)/ruff check functions eventing tests bench infra
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)  ## benchmarks: prints a table, writes bench/results.json (QUICK=1 for a short run)
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
 
 lint: $(STAMP)  ## ruff only
-	$(BIN)/ruff check functions eventing tests bench
+	$(BIN)/ruff check functions eventing tests bench infra
 
 clean:  ## remove the venv and local state
 	rm -rf $(VENV) .coelho
