@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import measure
+from image_bench import image_bench
 from ingest import ingest
 from kafka_e2e import kafka_e2e
-from report import BASELINES, METRICS_HELP, ingest_rows, kafka_rows, render, rounded, rows, sql_rows
+from report import BASELINES, METRICS_HELP, image_rows, ingest_rows, kafka_rows, render, rounded, rows, sql_rows
 from servers import FunctionProcess, Processes
 from sql_bench import sql_bench
 from workload import stream
@@ -57,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="leave out kafka_e2e (it starts a Kafka broker: needs java, and mvn on the first run)")
     kafka.add_argument("--kafka-only", action="store_true", help="run kafka_e2e alone (no use-case figures)")
     parser.add_argument("--skip-sql", action="store_true", help="leave out the sql section (1M-row Delta table)")
+    parser.add_argument("--skip-image", action="store_true",
+                        help="leave out the image section (podman; builds the image first when it is missing)")
     delta = parser.add_mutually_exclusive_group()
     delta.add_argument("--skip-ingest", action="store_true", help="leave out ingest (delta-sink and the Spark job)")
     delta.add_argument("--ingest-only", action="store_true",
@@ -143,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             if not (args.skip_ingest or args.kafka_only):
                 results["ingest"] = guarded("ingest", ingest, processes, hello_event, plan.ingest_events,
                                             plan.ingest_spark_events)
+            if not (args.skip_image or alone):
+                results["image"] = guarded("image", image_bench, processes, plan, seed=SEED + 3)
     except KeyboardInterrupt:
         log.info("interrupted; every process this run started is stopped")
         return 130
@@ -153,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         key_rows = rows(key, results[key])
         results[key]["targets"] = [row.as_json() for row in key_rows]
         table += key_rows
-    for section, section_rows in (("kafka_e2e", kafka_rows), ("sql", sql_rows), ("ingest", ingest_rows)):
+    for section, section_rows in (("kafka_e2e", kafka_rows), ("sql", sql_rows), ("ingest", ingest_rows),
+                                  ("image", image_rows)):
         if section in results:
             key_rows = section_rows(results[section])
             results[section]["targets"] = [row.as_json() for row in key_rows]

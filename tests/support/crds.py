@@ -144,18 +144,29 @@ def crd_files() -> list[Path]:
     return [path for module in GO_MODULES for path in module.files()] + strimzi_crds()
 
 
+class _CrdLoader(yaml.SafeLoader):
+    """YAML 1.1's `=` (the "value" type, e.g. an enum of relabelling actions) is plain text to Kubernetes."""
+
+
+_CrdLoader.add_constructor("tag:yaml.org,2002:value", yaml.SafeLoader.construct_scalar)
+
+
 def crd_schemas(files: list[Path]) -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) → strict JSON schema, for every served version of every CRD in `files`."""
     schemas: dict[tuple[str, str], dict[str, Any]] = {}
     for path in files:
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in yaml.load_all(path.read_text(), Loader=_CrdLoader):  # noqa: S506 - a SafeLoader
             if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
                 continue
             spec = doc["spec"]
             for version in spec["versions"]:
                 if not version.get("served", True) or "schema" not in version:
                     continue
-                schema = strict(version["schema"]["openAPIV3Schema"])
+                root = dict(version["schema"]["openAPIV3Schema"])
+                # The API server accepts these at the root whether the CRD lists them or not (Knative's do not).
+                root["properties"] = {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                                      "metadata": {"type": "object"}, **root.get("properties", {})}
+                schema = strict(root)
                 schemas[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = schema
     return schemas
 
