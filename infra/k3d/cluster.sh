@@ -165,7 +165,10 @@ create_secrets() {
 apply_platform() {
   step "data services: Kafka (Strimzi), Valkey, PostgreSQL, MinIO + buckets, MLflow"
   kube apply -f "$root/infra/knative/settings.yaml" -f "$root/infra/data/" >/dev/null
-  kube -n coelho rollout status statefulset/valkey statefulset/postgres statefulset/minio --timeout=600s >/dev/null
+  local workload
+  for workload in statefulset/valkey statefulset/postgres statefulset/minio; do  # one resource per call
+    kube -n coelho rollout status "$workload" --timeout=600s >/dev/null
+  done
   kube -n coelho wait --for=condition=complete job/create-buckets --timeout=600s >/dev/null
   kube -n kafka wait kafka/coelho --for=condition=Ready --timeout=900s >/dev/null
   kube -n kafka wait kafkatopic --all --for=condition=Ready --timeout=300s >/dev/null
