@@ -88,7 +88,7 @@ def pod_specs(doc: Doc) -> Iterator[Mapping[str, Any]]:
     """Every pod spec (or SparkApplication pod template) a manifest defines."""
     spec = doc.get("spec") or {}
     kind = doc.get("kind")
-    if kind in ("Deployment", "StatefulSet", "Job", "DaemonSet", "ContainerSource") or (
+    if kind in ("Deployment", "StatefulSet", "Job", "ContainerSource") or (
         kind == "Service" and str(doc.get("apiVersion", "")).startswith("serving.knative.dev/")
     ):
         yield (spec.get("template") or {}).get("spec") or {}
@@ -143,13 +143,10 @@ def _destinations(doc: Doc) -> Iterator[tuple[str, Mapping[str, Any]]]:
     delivery = spec.get("delivery") or {}
     if isinstance(delivery.get("deadLetterSink"), dict):
         yield "spec.delivery.deadLetterSink", delivery["deadLetterSink"]
-    subscriber = spec.get("subscriber")
-    if isinstance(subscriber, dict):
-        yield "spec.subscriber", subscriber
 
 
 def sink_problems(docs: Iterable[Doc]) -> list[str]:
-    """Every sink, dead-letter sink and subscriber `ref` names an object defined in the manifests."""
+    """Every sink and dead-letter sink `ref` names an object defined in the manifests."""
     docs = list(docs)
     defined = {(str(d["apiVersion"]).split("/")[0], d["kind"], _namespace(d), d["metadata"]["name"]) for d in docs}
     problems = []
