@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import measure
+from image_bench import image_bench
 from ingest import ingest
 from kafka_e2e import kafka_e2e
-from report import BASELINES, METRICS_HELP, ingest_rows, kafka_rows, render, rounded, rows, sql_rows
+from report import BASELINES, METRICS_HELP, image_rows, ingest_rows, kafka_rows, render, rounded, rows, sql_rows
 from servers import FunctionProcess, Processes
 from sql_bench import sql_bench
 from workload import stream
@@ -57,6 +58,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="leave out kafka_e2e (it starts a Kafka broker: needs java, and mvn on the first run)")
     kafka.add_argument("--kafka-only", action="store_true", help="run kafka_e2e alone (no use-case figures)")
     parser.add_argument("--skip-sql", action="store_true", help="leave out the sql section (1M-row Delta table)")
+    image = parser.add_mutually_exclusive_group()
+    image.add_argument("--skip-image", action="store_true",
+                       help="leave out the image section (podman; builds the image first when it is missing)")
+    image.add_argument("--image-only", action="store_true", help="run the image section alone")
     delta = parser.add_mutually_exclusive_group()
     delta.add_argument("--skip-ingest", action="store_true", help="leave out ingest (delta-sink and the Spark job)")
     delta.add_argument("--ingest-only", action="store_true",
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: unwinds and stops every server
 
     plan = measure.QUICK if args.quick else measure.FULL
-    alone = args.kafka_only or args.ingest_only
+    alone = args.kafka_only or args.ingest_only or args.image_only
     keys = [] if alone else [key for key in USE_CASE_KEYS if not args.only or key in args.only]
     results: dict[str, Any] = {"machine": machine(plan), "plan": asdict(plan) | {"seed": SEED}, "baselines": BASELINES}
     began = time.perf_counter()
@@ -136,13 +141,15 @@ def main(argv: list[str] | None = None) -> int:
             hello_event, hello_http = processes.start("hello-event", "hello-http")
             for key in keys:
                 results[key] = bench_use_case(key, processes, hello_event, hello_http, plan)
-            if not (args.skip_kafka or args.ingest_only):
+            if not (args.skip_kafka or args.ingest_only or args.image_only):
                 results["kafka_e2e"] = guarded("kafka_e2e", kafka_e2e, processes, plan, seed=SEED + 1)
-            if not (args.skip_sql or args.kafka_only or args.ingest_only):
+            if not (args.skip_sql or args.kafka_only or args.ingest_only or args.image_only):
                 results["sql"] = guarded("sql", sql_bench, processes, plan, seed=SEED + 2)
-            if not (args.skip_ingest or args.kafka_only):
+            if not (args.skip_ingest or args.kafka_only or args.image_only):
                 results["ingest"] = guarded("ingest", ingest, processes, hello_event, plan.ingest_events,
                                             plan.ingest_spark_events)
+            if args.image_only or not (args.skip_image or alone):
+                results["image"] = guarded("image", image_bench, processes, plan, seed=SEED + 3)
     except KeyboardInterrupt:
         log.info("interrupted; every process this run started is stopped")
         return 130
@@ -153,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         key_rows = rows(key, results[key])
         results[key]["targets"] = [row.as_json() for row in key_rows]
         table += key_rows
-    for section, section_rows in (("kafka_e2e", kafka_rows), ("sql", sql_rows), ("ingest", ingest_rows)):
+    for section, section_rows in (("kafka_e2e", kafka_rows), ("sql", sql_rows), ("ingest", ingest_rows),
+                                  ("image", image_rows)):
         if section in results:
             key_rows = section_rows(results[section])
             results[section]["targets"] = [row.as_json() for row in key_rows]
