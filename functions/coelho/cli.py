@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="local URL of a sink ref, e.g. tfd-learn=http://127.0.0.1:8081/ (repeatable)")
     dispatch.add_argument("--commit-interval", type=float, default=5.0,
                           help="seconds between offset commits (Knative: 5)")
+    dispatch.add_argument("--metrics-port", type=int, default=None, metavar="P",
+                          help="serve Prometheus metrics (deliveries, retries, dead letters, lag per partition, "
+                               "in flight) on :P/metrics (default: off)")
 
     dlq = commands.add_parser("dlq", help="inspect or re-drive a use case's dead-letter topic")
     dlq.add_argument("action", choices=["list", "replay"], help="list: print dead letters; replay: re-produce them")
@@ -104,6 +107,9 @@ hadoop-aws is added when a location is s3:// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_I
     spark.add_argument("--max-records-per-batch", type=int, default=None, metavar="N",
                        help="at most N Kafka records per micro-batch and use case (default: all available)")
     spark.add_argument("--ui", action="store_true", help="serve the Spark UI (off by default)")
+    spark.add_argument("--metrics-port", type=int, default=None, metavar="P",
+                       help="serve the job's Prometheus metrics (coelho_spark_*: batches, rows, quarantined, batch "
+                            "duration) on :P/metrics (default: off)")
 
     up = commands.add_parser(
         "up", help="run the platform locally until Ctrl-C",
@@ -173,6 +179,10 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port)
     return run(settings, args.use_cases or ["tfd", "eta", "ecci"], topics=topics, trigger=args.trigger,
                once=args.once, master=args.master, ui=args.ui, max_records=args.max_records_per_batch)
 
