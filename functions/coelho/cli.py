@@ -124,6 +124,9 @@ hadoop-aws is added when a location is s3:// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_I
     up.add_argument("--kafka", action="store_true",
                     help="go through Kafka: a local broker (jars from Maven Central, cached in .cache/), producers "
                     "on Kafka and the KafkaSource dispatcher (what `make up KAFKA=1` runs)")
+    up.add_argument("--prometheus", action="store_true",
+                    help="also start a real Prometheus (Debian's package, unpacked into .cache/) scraping every "
+                    "process with the repository's alert rules, and print its URL (what `make up PROMETHEUS=1` runs)")
     return parser
 
 
@@ -146,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _ingest(args, settings)
     from coelho.runtime.launcher import run_platform
 
-    return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers, args.kafka)
+    return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers, args.kafka, args.prometheus)
 
 
 def _fn(args: argparse.Namespace) -> int:

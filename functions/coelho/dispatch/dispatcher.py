@@ -90,6 +90,8 @@ class SourceDispatcher:
         self.max_in_flight = max_in_flight
         self.clock = clock
         self.stats = DispatchStats()
+        for outcome in ("delivered", "dead-lettered", "dropped"):  # from 0, so that a first dead letter is an increase
+            EVENTS.labels(source.name, outcome)
         self.offsets: dict[tuple[str, int], PartitionOffsets] = {}
         self.queues: dict[tuple[str, int], queue.Queue[Message | None]] = {}
         self.workers: dict[tuple[str, int], threading.Thread] = {}

@@ -145,6 +145,8 @@ class History:
             self.run_id = self.registry().start_run(run_name, params, tags)
 
         self.outbox.submit(start)
+        if model.drift.detections:  # a model continued from a checkpoint or the champion keeps its detections
+            self.drift_detected(model)
 
     def observe(self, model: OnlineModel) -> None:
         """Log the metrics when `mlflow_log_every` events or `mlflow_log_seconds` passed since the last log."""
