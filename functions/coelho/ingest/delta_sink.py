@@ -151,6 +151,11 @@ class DeltaWriter:
         with self._cond:
             return {"table": self.uri, "pending": len(self._pending), "batch_version": self._version, **self.stats}
 
+    @property
+    def open(self) -> bool:
+        """False once `close` was called."""
+        return not self._closed
+
     def close(self) -> None:
         """Write what is queued, then stop the writer thread."""
         with self._cond:

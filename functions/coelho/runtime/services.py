@@ -265,7 +265,7 @@ class SinkService(Service):
                  "failures": "coelho_sink_commit_failures_total", "compactions": "coelho_sink_compactions_total",
                  "pending": "coelho_sink_pending_events"}
         with self._lock:
-            writers = list(self.writers.items())
+            writers = [(key, writer) for key, writer in self.writers.items() if writer.open]
         return [(names[field], (key,), float(value)) for key, writer in writers
                 for field, value in writer.status().items() if field in names]
 
