@@ -91,7 +91,7 @@ alternate in rounds and each figure is its best round, the one least disturbed b
                            `coelho ingest spark --once` (local[2], 5000 records per micro-batch) on tfd events
                            produced beforehand (50k; skipped with --quick): rows after the first batch / s from the
                            first to the last Delta commit; spark_vs_raw against write_deltalake in one go
-  drift.<uc>.mean_delay    producer streams with the --drift-at change after 10k events (5k quick), 3 seeds (1
+  drift.<uc>.mean_delay    producer streams with the --drift-at change after 20k events (10k quick), 3 seeds (1
                            quick), learned in process: events from the change to the model's first detection;
                            false_per_100k on a stationary stream of 100k events (30k quick); baseline Page-Hinkley
                            on the same error values; target: every change detected

@@ -60,12 +60,15 @@ def test_one_row_per_event_across_restart_and_crash(kafka_broker, tmp_path):
     job = start_job(env, topics, log, "--metrics-port", str(metrics_port))
     try:
         wait_for(lambda: all(len(rows(tmp_path, key)) == 15 for key in KEYS), timeout=180, what="first 15 rows")
-        exported = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-        for key in KEYS:
-            assert f'coelho_spark_rows_total{{use_case="{key}"}} 15.0' in exported
+
+        def exported() -> str:  # counted right after each batch's commits
+            return requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+
+        wait_for(lambda: all(f'coelho_spark_rows_total{{use_case="{key}"}} 15.0' in exported() for key in KEYS),
+                 timeout=60, what="the job's row counters")
         listed = yaml.safe_load((ROOT / "infra" / "observability" / "external-metrics.yaml").read_text())
         for name in listed["spark-job"]["metrics"]:  # the names the dashboards and rules rely on
-            assert f"\n{name}{{" in exported, name
+            assert f"\n{name}{{" in exported(), name
         job.send_signal(signal.SIGTERM)  # a clean stop
         assert job.wait(60) == 0, log.read_text()[-3000:]
 
