@@ -34,7 +34,7 @@ from coelho.runtime.catalog import find
 from coelho.runtime.launcher import function_target
 from support import binary, stream, wait_for
 from support.kafka import isolated_manifests, produce_cloudevents
-from support.observability import external_metrics, used_expressions
+from support.observability import external_metrics, tool, used_expressions
 from support.promql import metric_names
 from support.servers import FunctionServer, free_port
 
@@ -227,3 +227,10 @@ def test_a_stopped_learner_makes_its_down_alert_pending(platform):
     platform["servers"]["tfd-learn"].stop()
     wait_for(lambda: alert(prometheus, "CoelhoLearnerDown", "pending", service="tfd-learn") is not None,
              timeout=60, what="CoelhoLearnerDown pending")
+
+
+def test_every_dashboard_renders_a_preview_from_the_real_prometheus(platform, tmp_path):
+    preview = tool("preview")
+    for dashboard in preview.build.DASHBOARDS:
+        path = preview.render(dashboard, platform["prometheus"].url, tmp_path, use_case="ecci", minutes=5)
+        assert path.stat().st_size > 10_000, path

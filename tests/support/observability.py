@@ -19,7 +19,12 @@ OBSERVABILITY = ROOT / "infra" / "observability"
 
 def builder() -> ModuleType:
     """infra/observability/build.py as a module."""
-    spec = importlib.util.spec_from_file_location("observability_build", OBSERVABILITY / "build.py")
+    return tool("build")
+
+
+def tool(name: str) -> ModuleType:
+    """infra/observability/`name`.py as a module."""
+    spec = importlib.util.spec_from_file_location(f"observability_{name}", OBSERVABILITY / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
