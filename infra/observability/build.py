@@ -37,7 +37,7 @@ RATE = "$__rate_interval"
 
 @dataclass(frozen=True)
 class Panel:
-    """One Grafana panel: `queries` are (PromQL, legend) pairs."""
+    """One Grafana panel: `queries` are (PromQL, legend) pairs; `buckets`: they are cumulative histogram buckets."""
 
     title: str
     description: str
@@ -46,6 +46,7 @@ class Panel:
     kind: str = "timeseries"
     width: int = 8
     height: int = 8
+    buckets: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,10 +140,10 @@ DASHBOARDS: tuple[Dashboard, ...] = (
         ("Predictions", [
             Panel("Fraud probability (tfd)", "Distribution of the fraud probabilities tfd-predict answered.",
                   [("sum by (le) (increase(coelho_predict_fraud_probability_bucket[$__range]))", "{{le}}")],
-                  kind="bargauge"),
+                  kind="bargauge", buckets=True),
             Panel("ETA seconds (eta)", "Distribution of the travel times eta-predict answered.",
                   [("sum by (le) (increase(coelho_predict_eta_seconds_bucket[$__range]))", "{{le}}")],
-                  kind="bargauge"),
+                  kind="bargauge", buckets=True),
             Panel("Clusters (ecci)", "How often ecci-predict answered each cluster.",
                   [("sum by (cluster) (increase(coelho_predict_clusters_total[$__range]))", "{{cluster}}")],
                   kind="bargauge"),
@@ -298,7 +299,8 @@ def _grafana_panel(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any
         "gridPos": {"h": panel.height, "w": panel.width, "x": x, "y": y},
         "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom"}} if panel.kind == "timeseries" else {},
-        "targets": [{"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend}
+        "targets": [{"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend,
+                     **({"format": "heatmap"} if panel.buckets else {})}  # Grafana turns cumulative into per-bucket
                     for i, (expr, legend) in enumerate(panel.queries)],
     }
 

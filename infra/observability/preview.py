@@ -44,7 +44,7 @@ def _legend(template: str, labels: dict[str, str]) -> str:
 def _query_range(prometheus: str, expr: str, minutes: int) -> list[dict[str, Any]]:
     end = time.time()
     answer = requests.get(f"{prometheus}/api/v1/query_range", params={
-        "query": expr, "start": end - minutes * 60, "end": end, "step": max(5, minutes * 60 // 120)}, timeout=30)
+        "query": expr, "start": end - minutes * 60, "end": end, "step": _step(minutes)}, timeout=30)
     body = answer.json()
     if body.get("status") != "success":
         raise RuntimeError(f"{expr}: {body.get('error')}")
@@ -52,11 +52,17 @@ def _query_range(prometheus: str, expr: str, minutes: int) -> list[dict[str, Any
 
 
 def _marks(dashboard: Any, prometheus: str, use_case: str, minutes: int) -> list[datetime]:
-    """When the dashboard's annotation query (drift detections) was true."""
+    """When the dashboard's annotation query (drift detections) became true."""
     annotations = build.grafana_json(dashboard)["annotations"]["list"]
-    return [datetime.fromtimestamp(t) for a in annotations if "expr" in a
-            for series in _query_range(prometheus, _fill(a["expr"], use_case, minutes), minutes)
-            for t, v in series["values"] if float(v) > 0]
+    moments = sorted(t for a in annotations if "expr" in a
+                     for series in _query_range(prometheus, _fill(a["expr"], use_case, minutes), minutes)
+                     for t, v in series["values"] if float(v) > 0)
+    step = _step(minutes)
+    return [datetime.fromtimestamp(t) for i, t in enumerate(moments) if i == 0 or t - moments[i - 1] > 1.5 * step]
+
+
+def _step(minutes: int) -> int:
+    return max(5, minutes * 60 // 120)
 
 
 def _draw(axis: Any, panel: Any, prometheus: str, use_case: str, minutes: int) -> None:
@@ -71,6 +77,9 @@ def _draw(axis: Any, panel: Any, prometheus: str, use_case: str, minutes: int) -
                 axis.plot([p[0] for p in points], [p[1] for p in points], label=name, linewidth=1)
             elif points:
                 bars[name] = points[-1][1]
+    if panel.buckets:  # cumulative `le` buckets → the count in each bucket, in bucket order
+        bounds = sorted(bars, key=float)
+        bars = {f"≤ {b}": bars[b] - (bars[bounds[i - 1]] if i else 0) for i, b in enumerate(bounds)}
     if panel.kind != "timeseries":
         axis.barh(list(bars), list(bars.values()), color="tab:blue")
     elif axis.lines:
