@@ -12,8 +12,9 @@ code. Two kinds of metrics:
   drift detections, quality) lives in Redis, so it continues across restarts and scale-to-zero instead of
   resetting with the process; only the leader exports it, so a sum over pods counts it once.
 
-Every metric a dashboard or alert rule uses is listed in `infra/observability/README.md` (tests scrape real
-processes to check each one is exported).
+Every metric a dashboard or alert rule of `infra/observability/` uses is exported here (or by the dispatcher,
+the producers, the Spark job), which tests/integration/test_observability.py checks by scraping real
+processes, or is listed with its source in `infra/observability/external-metrics.yaml`.
 """
 
 from __future__ import annotations
