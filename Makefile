@@ -15,6 +15,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 DEBIAN_PACKAGES := postgresql podman runc mmdebstrap shellcheck
 QUICK ?=
 KAFKA ?=
+PROMETHEUS ?=
 
 # The function image (and the Spark image): one tag everywhere, the package's version (coelho.deploy.knative.IMAGE).
 # IMAGE_BASE: empty for the Containerfile's pinned official python:3.11-slim; `make image-base` builds a Debian one
@@ -43,8 +44,8 @@ lock: $(UV)  ## re-resolve uv.lock after changing pyproject.toml's dependencies
 lock-check: $(UV)  ## fail when pyproject.toml and uv.lock disagree
 	$(UV) lock --check --python $(PYTHON)
 
-up: $(STAMP)  ## run the platform locally (embedded Valkey, six functions, three producers); KAFKA=1 goes through Kafka
-	$(BIN)/coelho up $(if $(KAFKA),--kafka,)
+up: $(STAMP)  ## run the platform locally (Valkey, functions, producers); KAFKA=1 through Kafka; PROMETHEUS=1 + Prometheus
+	$(BIN)/coelho up $(if $(KAFKA),--kafka,) $(if $(PROMETHEUS),--prometheus,)
 
 system:  ## install the Debian packages the tests use, when missing (as root)
 	infra/local/debian-packages.sh $(DEBIAN_PACKAGES)

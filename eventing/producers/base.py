@@ -58,12 +58,27 @@ class EventGenerator(ABC, Iterator[dict[str, Any]]):
 
     Subclasses set `use_case` and implement `_next_payload`; every payload is checked against
     the core schema before it is yielded, so a generator bug raises instead of emitting.
+
+    `drift_at` = N changes the data-generating process from the N+1-th event on (each generator
+    documents its change, `DRIFT`), so that drift detection can be shown and measured against a
+    known change point; None (the default) keeps the stream stationary.
     """
 
     use_case: ClassVar[UseCase]
+    #: What changes after `drift_at` events, in one sentence.
+    DRIFT: ClassVar[str] = ""
 
-    def __init__(self, *, seed: int) -> None:
+    def __init__(self, *, seed: int, drift_at: int | None = None) -> None:
+        if drift_at is not None and drift_at < 0:
+            raise ValueError(f"drift_at must be >= 0, got {drift_at}")
         self._rng = random.Random(seed)
+        self._drift_at = drift_at
+        self.produced = 0
+
+    @property
+    def drifted(self) -> bool:
+        """Whether the event being generated comes after the change point."""
+        return self._drift_at is not None and self.produced >= self._drift_at
 
     def __iter__(self) -> EventGenerator:
         return self
@@ -71,6 +86,7 @@ class EventGenerator(ABC, Iterator[dict[str, Any]]):
     def __next__(self) -> dict[str, Any]:
         payload = self._next_payload()
         self.use_case.schema.check(payload)
+        self.produced += 1
         return payload
 
     @abstractmethod

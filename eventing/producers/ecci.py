@@ -42,6 +42,9 @@ MAX_SESSION_EVENTS = 50
 #: Mean events caused by one new-session arrival, comebacks included (measured: 7.35 over
 #: 200k events); arrivals run at rate / this so that events come at `rate` per second.
 EVENTS_PER_ARRIVAL = 7.3
+#: After `drift_at` events, prices and the time spent on a page are multiplied by these (a premium relaunch).
+DRIFT_PRICE_FACTOR = 3.0
+DRIFT_TIME_FACTOR = 2.0
 
 _AWAY_PROBABILITY = 0.03
 _LEAVE_PROBABILITY = {
@@ -82,9 +85,14 @@ class EcciGenerator(EventGenerator):
         Size of the customer pool.
     max_open_sessions
         Cap on concurrently open sessions.
+    drift_at
+        After this many events, prices grow by `DRIFT_PRICE_FACTOR` and time on page by
+        `DRIFT_TIME_FACTOR`.
     """
 
     use_case = USE_CASE
+    DRIFT = (f"prices x{DRIFT_PRICE_FACTOR:g} and time on page x{DRIFT_TIME_FACTOR:g} "
+             "(the shop relaunches as a premium store)")
 
     def __init__(
         self,
@@ -94,8 +102,9 @@ class EcciGenerator(EventGenerator):
         rate: float = DEFAULT_RATE,
         customers: int = 10_000,
         max_open_sessions: int = 5000,
+        drift_at: int | None = None,
     ) -> None:
-        super().__init__(seed=seed)
+        super().__init__(seed=seed, drift_at=drift_at)
         if customers < 1 or max_open_sessions < 1:
             raise ValueError("customers and max_open_sessions must be >= 1")
         rng = self._rng
@@ -160,7 +169,7 @@ class EcciGenerator(EventGenerator):
                 session.cart = (product, quantity)
         session.sequence += 1
         session.last_us = now_us
-        return {
+        payload: dict[str, Any] = {
             "event_id": random_uuid(rng),
             "customer_id": session.customer.customer_id,
             "session_id": session.session_id,
@@ -177,6 +186,11 @@ class EcciGenerator(EventGenerator):
             **session.customer.as_fields(),
             "session_event_sequence": session.sequence,
         }
+        if self.drifted:
+            if payload["price"] is not None:
+                payload["price"] = round(payload["price"] * DRIFT_PRICE_FACTOR, 2)
+            payload["time_on_page_seconds"] = min(86_400, round(payload["time_on_page_seconds"] * DRIFT_TIME_FACTOR))
+        return payload
 
     def _event_type(self, session: _Session) -> str:
         """The original state machine; a purchase needs something in the cart."""

@@ -40,6 +40,10 @@ __all__ = ["DEFAULT_RATE", "EtaGenerator"]
 DEFAULT_RATE = 1.8  # trips/s of the original producer
 AVERAGE_SPEED_KMH = 40.0
 INCIDENT_PROBABILITY = 0.02
+#: After `drift_at` trips, trips from or to within `DRIFT_RADIUS_KM` of downtown take this much longer
+#: (a lasting closure of downtown roads): no feature of the model says where a trip goes.
+DRIFT_SLOWDOWN = 1.6
+DRIFT_RADIUS_KM = 10.0
 
 _HOUSTON_OFFSET = utc_offset_hours((HOUSTON.lon_min + HOUSTON.lon_max) / 2)
 _VEHICLE_TYPE = Weighted.of(dict(zip(VEHICLE_TYPES, (0.40, 0.25, 0.15, 0.05, 0.15), strict=True)))
@@ -80,14 +84,20 @@ class EtaGenerator(EventGenerator):
         Mean trips per simulated second over a week.
     drivers
         Size of the driver pool (4001 gives the original ``driver_1000..driver_5000``).
+    drift_at
+        After this many trips, trips from or to downtown take `DRIFT_SLOWDOWN` times longer while
+        the app's initial estimates stay as they were.
     """
 
     use_case = USE_CASE
+    DRIFT = (f"trips from or to within {DRIFT_RADIUS_KM:g} km of downtown take x{DRIFT_SLOWDOWN:g} longer "
+             "(downtown roads closed)")
 
     def __init__(
         self, *, seed: int, start: datetime, rate: float = DEFAULT_RATE, drivers: int = 4001,
+        drift_at: int | None = None,
     ) -> None:
-        super().__init__(seed=seed)
+        super().__init__(seed=seed, drift_at=drift_at)
         if drivers < 1:
             raise ValueError(f"drivers must be >= 1, got {drivers}")
         rng = self._rng
@@ -121,6 +131,9 @@ class EtaGenerator(EventGenerator):
         incident = rng.randint(300, 1800) if rng.random() < INCIDENT_PROBABILITY else 0
         driver_factor = 1 - (driver.rating - 4.5) * 0.05
         actual = base_seconds * traffic * weather_factor * driver_factor
+        if self.drifted and min(haversine_km(*_HOTSPOTS[0], *point) for point in (origin, destination)) \
+                < DRIFT_RADIUS_KM:
+            actual *= DRIFT_SLOWDOWN
         return {
             "trip_id": random_uuid(rng),
             "driver_id": driver.driver_id,

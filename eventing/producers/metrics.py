@@ -1,7 +1,8 @@
 """Prometheus metrics of the producers, named as the original system's (``kafka_producer_*``).
 
-`KafkaSink` records the delivery metrics; `StreamGauges` the two stream gauges (TFD fraud ratio,
-ECCI open sessions); `serve_metrics` exposes them all on ``http://<host>:<port>/metrics``. They live
+`KafkaSink` records the delivery metrics; `HttpSink` its own (``coelho_producer_http_*``: over HTTP there
+is no Kafka); `StreamGauges` the two stream gauges (TFD fraud ratio, ECCI open sessions); `serve_metrics`
+exposes them all on ``http://<host>:<port>/metrics``. They live
 in their own `REGISTRY`, apart from the functions' metrics in the default one.
 
 Examples
@@ -25,8 +26,8 @@ from coelho.producers.ecci import EcciGenerator
 from coelho.producers.tfd import TfdGenerator
 
 __all__ = [
-    "ACTIVE_SESSIONS", "CONNECTED", "CONNECTION_RETRIES", "ERRORS", "FRAUD_RATIO", "LAST_MESSAGE",
-    "MESSAGES_SENT", "MESSAGE_BYTES", "REGISTRY", "SEND_SECONDS", "StreamGauges", "serve_metrics",
+    "ACTIVE_SESSIONS", "CONNECTED", "CONNECTION_RETRIES", "ERRORS", "FRAUD_RATIO", "HTTP_EVENTS", "HTTP_RETRIES",
+    "LAST_MESSAGE", "MESSAGES_SENT", "MESSAGE_BYTES", "REGISTRY", "SEND_SECONDS", "StreamGauges", "serve_metrics",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,16 @@ LAST_MESSAGE = Gauge(
 FRAUD_RATIO = Gauge(
     "kafka_producer_fraud_ratio", f"Share of fraudulent TFD events so far, refreshed every {FRAUD_RATIO_EVERY}.",
     registry=REGISTRY,
+)
+HTTP_EVENTS = Counter(
+    "coelho_producer_http_events_total",
+    "Events a producer posted over HTTP, by outcome: delivered (2xx), rejected (a 4xx that is not retried), "
+    "failed (attempts exhausted: the producer stops).",
+    ["producer", "outcome"], registry=REGISTRY,
+)
+HTTP_RETRIES = Counter(
+    "coelho_producer_http_retries_total", "HTTP attempts after the first (connection errors, 5xx, 404/408/409/429).",
+    ["producer"], registry=REGISTRY,
 )
 ACTIVE_SESSIONS = Gauge(
     "kafka_producer_active_sessions", f"Open ECCI sessions, refreshed every {ACTIVE_SESSIONS_EVERY} events.",

@@ -10,8 +10,8 @@ True
 >>> parser = argparse.ArgumentParser(prog="coelho produce")
 >>> add_produce_arguments(parser)
 >>> args = parser.parse_args(["tfd", "--rate", "0", "--count", "3", "--out", "-"])
->>> (args.use_case, args.rate, args.count, args.sink, args.out, args.kafka, args.metrics_port)
-('tfd', 0.0, 3, None, '-', False, None)
+>>> (args.use_case, args.rate, args.count, args.sink, args.out, args.kafka, args.metrics_port, args.drift_at)
+('tfd', 0.0, 3, None, '-', False, None, None)
 """
 
 from __future__ import annotations
@@ -71,15 +71,18 @@ def make_generator(
     start: datetime | None = None,
     rate: float | None = None,
     fraud_rate: float | None = None,
+    drift_at: int | None = None,
 ) -> EventGenerator:
     """The generator of use case `key` ('tfd', 'eta' or 'ecci').
 
     `start` defaults to now (UTC); `rate` (mean simulated events/s) defaults, also when 0, to
-    the original producer's rate; `fraud_rate` applies to TFD only.
+    the original producer's rate; `fraud_rate` applies to TFD only; `drift_at` = N changes the
+    data-generating process after N events (the generator's `DRIFT` says how).
     """
     if key not in GENERATORS:
         raise ValueError(f"unknown use case {key!r}; expected one of {sorted(GENERATORS)}")
-    options: dict[str, Any] = {"seed": seed, "start": start or datetime.now(UTC), "rate": rate or DEFAULT_RATES[key]}
+    options: dict[str, Any] = {"seed": seed, "start": start or datetime.now(UTC), "rate": rate or DEFAULT_RATES[key],
+                               "drift_at": drift_at}
     if fraud_rate is not None:
         if key != "tfd":
             raise ValueError("fraud_rate applies to the tfd use case only")
@@ -100,6 +103,7 @@ def produce(
     fraud_rate: float | None = None,
     start: datetime | None = None,
     progress_every: int = 1000,
+    drift_at: int | None = None,
 ) -> ProduceReport:
     """Generate `count` events (None: forever) of use case `key` and ship them.
 
@@ -120,6 +124,8 @@ def produce(
         Kafka topic; default the use case's (`TOPICS`).
     start
         Simulated time of the first event; default now.
+    drift_at
+        Change the data-generating process after this many events (None: never).
     """
     sinks = [sink] if isinstance(sink, str) else list(sink or [])
     if len([d for d in (sinks, out, kafka) if d]) > 1:
@@ -135,12 +141,13 @@ def produce(
     seed = secrets.randbits(32) if seed is None else seed
     start = start or datetime.now(UTC)
     paced = rate is None or rate > 0
-    generator = make_generator(key, seed=seed, start=start, rate=rate, fraud_rate=fraud_rate)
+    generator = make_generator(key, seed=seed, start=start, rate=rate, fraud_rate=fraud_rate, drift_at=drift_at)
     gauges = StreamGauges(generator)
     report = ProduceReport(key, seed)
-    log.info("%s: producing %s events, seed %d, start %s, %s", key,
+    log.info("%s: producing %s events, seed %d, start %s, %s%s", key,
              "endless" if count is None else count, seed, start.isoformat(),
-             "paced" if paced else "unpaced")
+             "paced" if paced else "unpaced",
+             "" if drift_at is None else f"; after {drift_at} events: {generator.DRIFT}")
     wall_start = time.monotonic()
     try:  # the summary comes after the destination is closed, so that it counts every delivery
         with ExitStack() as stack:
@@ -184,7 +191,7 @@ def _open_destination(
     urls = sinks or [url for url in (Settings.from_env().sink,) if url]
     if not urls:
         raise ValueError("no destination: pass --sink URL, --out FILE or --kafka, or set K_SINK")
-    https = [stack.enter_context(HttpSink(url)) for url in urls]
+    https = [stack.enter_context(HttpSink(url, producer=report.key)) for url in urls]
     report.delivery = https[0].stats
     if len(https) == 1:
         return https[0].send
@@ -227,6 +234,10 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fraud-rate", type=float, default=None, metavar="F",
                         help="tfd only: expected share of fraudulent transactions "
                              "(default 0.01)")
+    parser.add_argument("--drift-at", type=_non_negative, default=None, metavar="N",
+                        help="change the data-generating process after N events, to show drift detection ("
+                             + "; ".join(f"{key}: {generator.DRIFT}" for key, generator in GENERATORS.items())
+                             + "); default: never")
     parser.add_argument("--start", type=_utc_datetime, default=None, metavar="ISO",
                         help="simulated time of the first event, ISO-8601; no offset means UTC "
                              "(default: now)")
@@ -260,7 +271,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         with _sigterm_interrupts(), serve_metrics(args.metrics_port):
             produce(args.use_case, rate=args.rate, count=args.count, seed=args.seed,
                     sink=args.sink, out=args.out, kafka=kafka, topic=args.topic,
-                    fraud_rate=args.fraud_rate, start=args.start)
+                    fraud_rate=args.fraud_rate, start=args.start, drift_at=args.drift_at)
     except SchemaError:
         raise  # a generator bug: keep the traceback
     except ValueError as exc:
@@ -279,6 +290,17 @@ def _kafka_servers(args: argparse.Namespace) -> str | None:
             raise ValueError("--bootstrap-servers applies with --kafka only")
         return None
     return args.bootstrap_servers or Settings.from_env().kafka_bootstrap_servers
+
+
+def _non_negative(text: str) -> int:
+    """An integer >= 0 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def _utc_datetime(text: str) -> datetime:

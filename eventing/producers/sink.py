@@ -27,6 +27,8 @@ import requests
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
+from coelho.producers.metrics import HTTP_EVENTS, HTTP_RETRIES
+
 __all__ = ["DeliveryError", "DeliveryStats", "HttpSink", "backoff_seconds", "is_retryable"]
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,8 @@ class HttpSink:
         Seconds allowed per request.
     sleep
         Waiting function (tests pass a fake one).
+    producer
+        Label of this sink's ``coelho_producer_http_*`` metrics (the use case).
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class HttpSink:
         max_backoff: float = 10.0,
         timeout: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
+        producer: str = "",
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -99,6 +104,9 @@ class HttpSink:
         self._timeout = timeout
         self._sleep = sleep
         self._session = requests.Session()
+        self._outcomes = {outcome: HTTP_EVENTS.labels(producer, outcome) for outcome in ("delivered", "rejected",
+                                                                                       "failed")}
+        self._retries = HTTP_RETRIES.labels(producer)
 
     def send(self, event: CloudEvent) -> bool:
         """Deliver one event: True if accepted, False if rejected; raise DeliveryError if the
@@ -109,6 +117,7 @@ class HttpSink:
         for attempt in range(1, self._max_attempts + 1):
             if attempt > 1:
                 self.stats.retries += 1
+                self._retries.inc()
                 self._sleep(backoff_seconds(
                     attempt=attempt - 1, initial=self._initial_backoff, cap=self._max_backoff,
                 ))
@@ -123,6 +132,7 @@ class HttpSink:
                 status = response.status_code
                 if 200 <= status < 300:
                     self.stats.delivered += 1
+                    self._outcomes["delivered"].inc()
                     return True
                 if not is_retryable(status):
                     self._reject(event, response)
@@ -131,6 +141,7 @@ class HttpSink:
             log.warning("event %s attempt %d/%d failed (%s)",
                         event["id"], attempt, self._max_attempts, reason)
         self.stats.failed += 1
+        self._outcomes["failed"].inc()
         raise DeliveryError(
             f"event {event['id']} not delivered to {self.url} after "
             f"{self._max_attempts} attempts: {reason}"
@@ -138,6 +149,7 @@ class HttpSink:
 
     def _reject(self, event: CloudEvent, response: requests.Response) -> None:
         self.stats.rejected += 1
+        self._outcomes["rejected"].inc()
         try:
             detail: Any = response.json()
         except ValueError:

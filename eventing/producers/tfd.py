@@ -50,6 +50,9 @@ _MAX_CAMPAIGNS = 8
 _CONTINUE_CAMPAIGN = 0.75
 _NEW_ACCOUNT_FRAUD = 0.25
 _MAX_SELECTION_TRIES = 16
+#: After `drift_at` events fraud comes this many times as often, disguised as its victims' own payments.
+DRIFT_FRAUD_FACTOR = 4.0
+_DISGUISED_CATEGORIES = ("digital_goods", "electronics")
 
 _LEGIT_TYPE = Weighted.of({
     "purchase": 0.60, "payment": 0.15, "transfer": 0.10, "withdrawal": 0.10, "deposit": 0.05,
@@ -101,9 +104,15 @@ class TfdGenerator(EventGenerator):
         Expected share of fraudulent transactions (label ``is_fraud`` = 1).
     users
         Size of the card-holder pool (``user_000000`` ...).
+    drift_at
+        After this many events, fraud runs at `DRIFT_FRAUD_FACTOR` times `fraud_rate` and looks like
+        the victims' own payments (home place, device and IP, CVV given, billing matching, usual
+        amounts), only in digital goods and electronics.
     """
 
     use_case = USE_CASE
+    DRIFT = (f"fraud x{DRIFT_FRAUD_FACTOR:g}, disguised as the victims' own payments "
+             "(a new fraud ring with stolen device sessions)")
 
     def __init__(
         self,
@@ -113,8 +122,9 @@ class TfdGenerator(EventGenerator):
         rate: float = DEFAULT_RATE,
         fraud_rate: float = 0.01,
         users: int = 5000,
+        drift_at: int | None = None,
     ) -> None:
-        super().__init__(seed=seed)
+        super().__init__(seed=seed, drift_at=drift_at)
         if not 0.0 <= fraud_rate <= 1.0:
             raise ValueError(f"fraud_rate must be within [0, 1], got {fraud_rate}")
         if users < 1:
@@ -133,6 +143,10 @@ class TfdGenerator(EventGenerator):
 
     def _next_payload(self) -> dict[str, Any]:
         self._clock.advance()
+        if self.drifted:
+            if self._rng.random() < min(1.0, self._fraud_rate * DRIFT_FRAUD_FACTOR):
+                return self._disguised_fraud()
+            return self._legitimate()
         if self._rng.random() < self._fraud_rate:
             return self._fraudulent()
         return self._legitimate()
@@ -203,6 +217,28 @@ class TfdGenerator(EventGenerator):
             device=campaign.device,
             cvv_provided=rng.random() >= 0.43,
             billing_address_match=rng.random() >= 0.37,
+            is_fraud=1,
+        )
+
+    def _disguised_fraud(self) -> dict[str, Any]:
+        """Fraud from a hijacked session: the holder's own place, device, IP and habits."""
+        rng = self._rng
+        holder = self._active_holder()
+        category = rng.choice([c for c in _DISGUISED_CATEGORIES if c in self._merchants.by_category])
+        merchant = rng.choice(self._merchants.by_category[category])
+        return self._payload(
+            holder,
+            amount=min(max(holder.median_spend * rng.lognormvariate(0.0, 0.6) * _SPEND_SCALE[category], 1.0), 9000.0),
+            currency=holder.currency,
+            merchant=merchant,
+            category=category,
+            transaction_type="purchase",
+            payment_method=holder.payment_method,
+            location=(rng.gauss(holder.home_lat, 0.03), rng.gauss(holder.home_lon, 0.03)),
+            ip_address=holder.ip_address,
+            device=holder.device,
+            cvv_provided=True,
+            billing_address_match=True,
             is_fraud=1,
         )
 

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="local URL of a sink ref, e.g. tfd-learn=http://127.0.0.1:8081/ (repeatable)")
     dispatch.add_argument("--commit-interval", type=float, default=5.0,
                           help="seconds between offset commits (Knative: 5)")
+    dispatch.add_argument("--metrics-port", type=int, default=None, metavar="P",
+                          help="serve Prometheus metrics (deliveries, retries, dead letters, lag per partition, "
+                               "in flight) on :P/metrics (default: off)")
 
     dlq = commands.add_parser("dlq", help="inspect or re-drive a use case's dead-letter topic")
     dlq.add_argument("action", choices=["list", "replay"], help="list: print dead letters; replay: re-produce them")
@@ -107,6 +110,9 @@ hadoop-aws is added when a location is s3:// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_I
     spark.add_argument("--max-records-per-batch", type=int, default=None, metavar="N",
                        help="at most N Kafka records per micro-batch and use case (default: all available)")
     spark.add_argument("--ui", action="store_true", help="serve the Spark UI (off by default)")
+    spark.add_argument("--metrics-port", type=int, default=None, metavar="P",
+                       help="serve the job's Prometheus metrics (coelho_spark_*: batches, rows, quarantined, batch "
+                            "duration) on :P/metrics (default: off)")
 
     manifests = commands.add_parser(
         "manifests", help="generate or check the Knative Services of the functions",
@@ -132,6 +138,9 @@ hadoop-aws is added when a location is s3:// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_I
     up.add_argument("--kafka", action="store_true",
                     help="go through Kafka: a local broker (jars from Maven Central, cached in .cache/), producers "
                     "on Kafka and the KafkaSource dispatcher (what `make up KAFKA=1` runs)")
+    up.add_argument("--prometheus", action="store_true",
+                    help="also start a real Prometheus (Debian's package, unpacked into .cache/) scraping every "
+                    "process with the repository's alert rules, and print its URL (what `make up PROMETHEUS=1` runs)")
     return parser
 
 
@@ -156,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _manifests(args)
     from coelho.runtime.launcher import run_platform
 
-    return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers, args.kafka)
+    return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers, args.kafka, args.prometheus)
 
 
 def _fn(args: argparse.Namespace) -> int:
@@ -206,6 +215,10 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port)
     return run(settings, args.use_cases or ["tfd", "eta", "ecci"], topics=topics, trigger=args.trigger,
                once=args.once, master=args.master, ui=args.ui, max_records=args.max_records_per_batch)
 

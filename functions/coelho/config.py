@@ -66,6 +66,7 @@ class Settings:
     sink_batch_ms: int = 200
     sink_compact_every: int = 100
     sink_dedup_seconds: int = 3600
+    drift_sink: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -175,5 +176,6 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sink_batch_ms": ("COELHO_SINK_BATCH_MS", _positive(int)),
     "sink_compact_every": ("COELHO_SINK_COMPACT_EVERY", _positive(int)),
     "sink_dedup_seconds": ("COELHO_SINK_DEDUP_SECONDS", _positive(int)),
+    "drift_sink": ("COELHO_DRIFT_SINK", str),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

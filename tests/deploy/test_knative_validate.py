@@ -8,9 +8,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from support import ROOT
+
+# The first test waits for the validator's cold build (Knative's Go modules: 6–7 minutes on 2 cores).
+pytestmark = pytest.mark.timeout(1800)
 
 KNATIVE_CONFIG = ROOT / "infra" / "knative" / "config" / "knative-config.yaml"
 INVALID = Path(__file__).parent / "fixtures" / "knative-invalid.yaml"

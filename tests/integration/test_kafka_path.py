@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 from confluent_kafka import Producer
+from prometheus_client import REGISTRY
 
 from coelho.adapters.kafka_broker import KafkaBroker
 from coelho.core import USE_CASES
@@ -75,6 +76,15 @@ def test_each_event_applied_exactly_once_in_partition_order(kafka_broker, learne
         assert [position[i] for i in user_events] == sorted(position[i] for i in user_events)
     expected = reference("tfd", accepted_payloads(redis_client, settings.key_prefix, "tfd"))
     assert requests.get(learner.url + "/status", timeout=5).json()["metrics"] == expected.metrics.report()
+
+    def lags() -> list[float | None]:  # the in-process dispatcher's gauges, refreshed every commit interval
+        return [REGISTRY.get_sample_value("coelho_dispatch_consumer_lag_records",
+                                          {"source": "tfd-events", "topic": topic, "partition": str(p)})
+                for p in range(3)]
+
+    wait_for(lambda: lags() == [0.0, 0.0, 0.0], what="a consumer lag of 0 on every partition")
+    assert REGISTRY.get_sample_value("coelho_dispatch_events_total",
+                                     {"source": "tfd-events", "outcome": "delivered"}) >= 600
 
 
 def test_poison_event_goes_to_dead_letter_with_reason_and_the_partition_moves_on(

@@ -10,13 +10,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
+import yaml
 from confluent_kafka import Producer
 from deltalake import DeltaTable
 
 from coelho.core import USE_CASES
 from coelho.producers.kafka_sink import TOPICS
-from support import stream, wait_for
+from support import ROOT, stream, wait_for
 from support.kafka import produce_cloudevents
+from support.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +42,7 @@ def start_job(env: dict[str, str], topics: dict[str, str], log: Path, *extra: st
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+@pytest.mark.timeout(600)  # three JVM starts and four Spark jobs: over 300 s when two shared cores are busy
 def test_one_row_per_event_across_restart_and_crash(kafka_broker, tmp_path):
     suffix = uuid.uuid4().hex[:8]
     topics = {key: f"{TOPICS[key]}-{suffix}" for key in KEYS}
@@ -53,9 +57,19 @@ def test_one_row_per_event_across_restart_and_crash(kafka_broker, tmp_path):
             produce_cloudevents(kafka_broker.bootstrap_servers, topics[key], key, events[key][part])
 
     produce(slice(0, 15))
-    job = start_job(env, topics, log)
+    metrics_port = free_port()
+    job = start_job(env, topics, log, "--metrics-port", str(metrics_port))
     try:
         wait_for(lambda: all(len(rows(tmp_path, key)) == 15 for key in KEYS), timeout=180, what="first 15 rows")
+
+        def exported() -> str:  # counted right after each batch's commits
+            return requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+
+        wait_for(lambda: all(f'coelho_spark_rows_total{{use_case="{key}"}} 15.0' in exported() for key in KEYS),
+                 timeout=60, what="the job's row counters")
+        listed = yaml.safe_load((ROOT / "infra" / "observability" / "external-metrics.yaml").read_text())
+        for name in listed["spark-job"]["metrics"]:  # the names the dashboards and rules rely on
+            assert f"\n{name}{{" in exported(), name
         job.send_signal(signal.SIGTERM)  # a clean stop
         assert job.wait(60) == 0, log.read_text()[-3000:]
 
@@ -74,7 +88,12 @@ def test_one_row_per_event_across_restart_and_crash(kafka_broker, tmp_path):
 
     produce(slice(30, 45))
     done = start_job(env, topics, log, "--once")  # drains what is left, then stops
-    assert done.wait(300) == 0, log.read_text()[-3000:]
+    try:
+        assert done.wait(400) == 0, log.read_text()[-3000:]
+    finally:
+        if done.poll() is None:
+            os.killpg(done.pid, signal.SIGKILL)
+            done.wait(30)
     for key in KEYS:
         ids = rows(tmp_path, key)
         assert len(ids) == len(set(ids)) == 45, key

@@ -1,4 +1,5 @@
-"""`coelho up` (what `make up` runs): embedded Valkey, seven functions, three producers, clean stop."""
+"""`coelho up` (what `make up` runs): embedded Valkey, eight functions, three producers, clean stop; over HTTP with
+Prometheus (`make up PROMETHEUS=1`) scraping every process, over Kafka without."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 import pytest
 import requests
 
-from support import sample
+from support import sample, wait_for
 
 #: Per request: a function's first answer may load a model or replay its log while the whole platform
 #: (a broker, eight functions, MLflow, producers) starts on two cores. A hang still fails the test.
@@ -35,12 +36,13 @@ def _status(url: str) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("kafka", [False, True], ids=["http", "kafka"])
 def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafka):
-    base = _free_block(9)  # eight functions and the MLflow server
+    prometheus = not kafka
+    base = _free_block(14)  # eight functions, the MLflow server, then the dispatcher's, producers' and Prometheus'
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PYTEST_CURRENT_TEST", "PORT")}
     env["COELHO_DATA_DIR"] = str(tmp_path / "state")
     up = subprocess.Popen(
         [sys.executable, "-m", "coelho.cli", "up", "--base-port", str(base), "--rate-scale", "15",
-         *(["--kafka"] if kafka else [])],
+         *(["--kafka"] if kafka else ["--prometheus"])],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     eta_learn, eta_predict = f"http://127.0.0.1:{base + 2}", f"http://127.0.0.1:{base + 3}"
@@ -60,6 +62,16 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
         assert ("coelho dlq list" in banner) is kafka
         assert f"MLflow: http://127.0.0.1:{base + 8}" in banner
         assert requests.get(f"http://127.0.0.1:{base + 8}/health", timeout=TIMEOUT_S).ok
+        if prometheus:  # every function and producer scraped, with the labels the rules use
+            assert f"Prometheus: http://127.0.0.1:{base + 13}" in banner
+
+            def scraped() -> list[tuple[str, str]]:
+                answer = requests.get(f"http://127.0.0.1:{base + 13}/api/v1/query", params={"query": "up == 1"},
+                                      timeout=TIMEOUT_S).json()
+                return sorted((r["metric"]["service"], r["metric"]["role"]) for r in answer["data"]["result"])
+
+            wait_for(lambda: len(scraped()) == 11, timeout=120, what="11 targets up in Prometheus")
+            assert ("eta-learn", "learn") in scraped() and ("tfd-producer", "producer") in scraped()
 
         def wait_events(url: str, count: int) -> dict:
             limit = time.monotonic() + 180  # eta is produced at ~3.4 events/s here
@@ -96,6 +108,8 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
         assert probe.connect_ex(("127.0.0.1", base)) != 0  # the functions are gone
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", base + 8)) != 0  # so is the MLflow server
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", base + 13)) != 0  # and Prometheus
     valkey_url = (tmp_path / "state" / "valkey" / "url").read_text()
     port = int(valkey_url.rsplit(":", 1)[1])
     with socket.socket() as probe:

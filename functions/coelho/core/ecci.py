@@ -18,7 +18,8 @@ from typing import Any
 
 from river import cluster, preprocessing
 
-from coelho.core.metrics import ClusteringSuite
+from coelho.core.drift import DriftRule
+from coelho.core.metrics import ClusteringSuite, distance
 from coelho.core.schema import Field, Schema
 from coelho.core.select import Select
 from coelho.core.timeparts import local_time
@@ -113,6 +114,16 @@ def features(event: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def centre_distance(outcome: Mapping[str, Any]) -> float | None:
+    """Distance of the (scaled, hashed) event to its assigned cluster's centre; None before that centre exists.
+
+    >>> centre_distance({"cluster": 0, "x_transformed": {"a": 1.0}, "centers": {0: {"a": 4.0}}})
+    3.0
+    """
+    centre = outcome["centers"].get(outcome["cluster"])
+    return None if centre is None else distance(outcome["x_transformed"], centre)
+
+
 def _model(clustering_threshold: float) -> Any:
     numeric = Select(*NUMERIC) | preprocessing.StandardScaler()
     hashed = Select(*HASHED) | preprocessing.FeatureHasher(n_features=64, seed=42)
@@ -145,4 +156,5 @@ USE_CASE = UseCase(
     presets={"default": default_model, "original": original_model},
     make_metrics=ClusteringSuite,
     champion=ChampionRule("Silhouette", "max", rolling="RollingSilhouette"),
+    drift=DriftRule("distance to the assigned cluster centre", centre_distance, delta=1e-4),
 )

@@ -23,6 +23,7 @@ from typing import Any
 from river import compose, forest, linear_model, metrics, optim, preprocessing
 from river.drift import ADWIN
 
+from coelho.core.drift import DriftRule
 from coelho.core.metrics import RegressionSuite
 from coelho.core.schema import Field, Schema
 from coelho.core.select import Select
@@ -147,6 +148,18 @@ def default_model() -> Any:
     )
 
 
+def relative_error(outcome: Mapping[str, Any]) -> float:
+    """Absolute error relative to the actual travel time, |y - y_pred| / y (the drift detector's input).
+
+    Relative, because absolute seconds grow with trip length, which follows the daily rhythm: rush
+    hours would read as drift.
+
+    >>> relative_error({"y": 1000, "y_pred": 1250.0})
+    0.25
+    """
+    return abs(outcome["y"] - max(0.0, outcome["y_pred"])) / max(outcome["y"], 1.0)
+
+
 def original_model() -> Any:
     """The original system's ARFRegressor configuration (one-hot, since ARF needs numbers)."""
     return _encoder(NUMERIC, CATEGORICAL) | forest.ARFRegressor(
@@ -172,4 +185,5 @@ USE_CASE = UseCase(
     presets={"default": default_model, "original": original_model},
     make_metrics=RegressionSuite,
     champion=ChampionRule("MAE", "min", rolling="RollingMAE"),
+    drift=DriftRule("absolute error relative to the actual time", relative_error, delta=1e-5),
 )

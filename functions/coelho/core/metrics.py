@@ -24,7 +24,7 @@ from typing import Any
 from river import metrics, utils
 from river.utils.math import minkowski_distance
 
-__all__ = ["ClassificationSuite", "ClusteringSuite", "RegressionSuite", "RollingMean", "ThresholdROCAUC"]
+__all__ = ["ClassificationSuite", "ClusteringSuite", "RegressionSuite", "RollingMean", "ThresholdROCAUC", "distance"]
 
 
 def _finite(value: float) -> float | None:
@@ -230,7 +230,12 @@ class ClusteringSuite:
         }
 
 
-def _distance(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+def distance(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    """Euclidean distance of two sparse vectors (missing keys are 0).
+
+    >>> distance({"x": 3.0}, {"y": 4.0})
+    5.0
+    """
     # River's native Euclidean distance walks the dicts in insertion order (never a set), so the
     # result is the same in every process.
     return float(minkowski_distance(a, b, 2))
@@ -239,7 +244,7 @@ def _distance(a: Mapping[str, float], b: Mapping[str, float]) -> float:
 def _simplified_silhouette(
     x: Mapping[str, float], cluster: int, centers: Mapping[int, Mapping[str, float]]
 ) -> float:
-    own = _distance(x, centers[cluster])
-    other = min(_distance(x, c) for k, c in centers.items() if k != cluster)
+    own = distance(x, centers[cluster])
+    other = min(distance(x, c) for k, c in centers.items() if k != cluster)
     denominator = max(own, other)
     return (other - own) / denominator if denominator else 0.0

@@ -1,9 +1,10 @@
 """The online model of a use case: prequential learning and side-effect-free prediction.
 
 `OnlineModel.learn` is the one place where an event changes a model: it predicts, updates the
-metrics with that prediction, and only then learns (predict → metric → learn). Replaying the
-same events in the same order from the same state gives the same model, which is what makes
-checkpoint + write-ahead-log recovery exact.
+metrics and the drift monitor with that prediction, and only then learns (predict → metric →
+learn). Replaying the same events in the same order from the same state gives the same model, the
+same metrics and the same drift detections, which is what makes checkpoint + write-ahead-log
+recovery exact.
 
 Examples
 --------
@@ -14,6 +15,8 @@ Examples
 0.5
 >>> om.events_applied, om.predict(EXAMPLE)["prediction"]
 (1, 0)
+>>> om.status()["drift"]["detections"]
+0
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from coelho.core.drift import DriftMonitor
 from coelho.core.usecase import UseCase
 
 __all__ = ["OnlineModel"]
@@ -29,13 +33,14 @@ THRESHOLD = 0.5
 
 
 class OnlineModel:
-    """A River model, its metric suite and its counters; pure, no I/O."""
+    """A River model, its metric suite, its drift monitor and its counters; pure, no I/O."""
 
     def __init__(self, use_case: UseCase, preset: str = "default") -> None:
         self.use_case = use_case
         self.preset = preset
         self.model = use_case.make_model(preset)
         self.metrics = use_case.make_metrics()
+        self.drift = DriftMonitor(use_case.drift)
         self.events_applied = 0
         self.last_event_time: str | None = None
 
@@ -48,6 +53,7 @@ class OnlineModel:
         from coelho.core import USE_CASES
 
         state["use_case"] = USE_CASES[state["use_case"]]
+        state.setdefault("drift", DriftMonitor(state["use_case"].drift))  # checkpoints from before drift detection
         self.__dict__.update(state)
 
     def learn(self, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,6 +64,7 @@ class OnlineModel:
         if uc.label_field is not None:
             outcome["y"] = event[uc.label_field]
         self.metrics.update(event, x, outcome)
+        self.drift.update(uc.drift.error(outcome), self.events_applied + 1, event["timestamp"])
         if uc.label_field is None:
             self.model.learn_one(x)
         else:
@@ -101,10 +108,11 @@ class OnlineModel:
         }
 
     def status(self) -> dict[str, Any]:
-        """Counters and current metric values."""
+        """Counters, current metric values and drift detections."""
         return {
             "events_applied": self.events_applied,
             "last_event_time": self.last_event_time,
             "preset": self.preset,
             "metrics": self.metrics.report(),
+            "drift": self.drift.status(),
         }

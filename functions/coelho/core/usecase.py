@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from coelho.core.drift import DriftRule
 from coelho.core.schema import Schema
 
 __all__ = ["ChampionRule", "MetricSuite", "Task", "UseCase"]
@@ -58,6 +59,7 @@ class UseCase:
     presets: Mapping[str, Callable[[], Any]]
     make_metrics: Callable[[], MetricSuite]
     champion: ChampionRule
+    drift: DriftRule
 
     @property
     def optional_for_predict(self) -> frozenset[str]:

@@ -8,6 +8,8 @@ import logging
 import signal
 import threading
 
+from prometheus_client import start_http_server
+
 from coelho.config import Settings
 from coelho.dispatch.manifest import ManifestError
 from coelho.dispatch.runner import Dispatch, find_source, list_dead_letters, replay_dead_letters
@@ -33,6 +35,13 @@ def run_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if args.metrics_port is not None:
+        try:
+            server, _ = start_http_server(args.metrics_port, addr="0.0.0.0")
+        except OSError as exc:
+            log.error("cannot serve metrics on port %d: %s", args.metrics_port, exc)
+            return 2
+        log.info("serving Prometheus metrics on http://0.0.0.0:%d/metrics", server.server_address[1])
     log.info("dispatching %s from %s via %s", [s.name for s in dispatch.sources], args.manifests,
              settings.kafka_bootstrap_servers)
     dispatch.run(stop)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+from prometheus_client import Counter
+
 from coelho.dispatch.manifest import DeliverySpec
 from coelho.dispatch.records import Event
 
@@ -29,6 +31,7 @@ __all__ = ["Attempt", "DeadLetterWriter", "Outcome", "Sender", "is_retryable"]
 log = logging.getLogger(__name__)
 
 ERROR_DATA_MAX_BYTES = 1024
+RETRIES = Counter("coelho_dispatch_retries_total", "Delivery attempts after the first, by KafkaSource.", ["source"])
 Outcome = Literal["delivered", "dead-lettered", "dropped"]
 
 
@@ -57,11 +60,12 @@ class DeadLetterWriter(Protocol):
 
 
 class Sender:
-    """Posts events to one sink URL in binary mode; one HTTP session per thread."""
+    """Posts events to one sink URL in binary mode; one HTTP session per thread; retries counted under `name`."""
 
     def __init__(self, url: str, delivery: DeliverySpec, dead_letter: DeadLetterWriter | None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, name: str = "") -> None:
         self.url = url
+        self.retries = RETRIES.labels(name)
         self.delivery = delivery
         self.dead_letter = dead_letter
         self.sleep = sleep
@@ -78,6 +82,7 @@ class Sender:
         retries = 0
         while not attempt.ok and is_retryable(attempt.status) and retries < self.delivery.retry:
             retries += 1
+            self.retries.inc()
             self.sleep(self.delivery.backoff(retries))
             attempt = self._attempt(event)
         if attempt.ok:

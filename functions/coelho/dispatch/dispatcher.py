@@ -15,6 +15,7 @@ A crash therefore redelivers at most the uncommitted tail; the learners deduplic
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -24,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from coelho.dispatch.delivery import DeadLetterWriter, Sender
 from coelho.dispatch.manifest import KafkaSource
@@ -39,6 +40,11 @@ EVENTS = Counter("coelho_dispatch_events_total", "Records handled by the local K
                  ["source", "outcome"])
 LATENCY = Histogram("coelho_dispatch_latency_seconds", "Record timestamp to sink acknowledgement.", ["source"],
                     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+IN_FLIGHT = Gauge("coelho_dispatch_in_flight_events", "Records consumed and not finished yet (delivered or "
+                  "dead-lettered), refreshed every commit interval.", ["source"])
+LAG = Gauge("coelho_dispatch_consumer_lag_records", "Records of a partition not finished yet: its end offset minus the "
+            "consumer's position, plus those in flight; refreshed every commit interval.",
+            ["source", "topic", "partition"])
 
 PAUSE_ABOVE = 1000
 RESUME_BELOW = 200
@@ -79,11 +85,13 @@ class SourceDispatcher:
                  dead_letter: DeadLetterWriter | None, *, commit_interval: float = 5.0, max_in_flight: int = 50,
                  clock: Callable[[], float] = time.time) -> None:
         self.source = source
-        self.sender = Sender(sink_url, source.delivery, dead_letter)
+        self.sender = Sender(sink_url, source.delivery, dead_letter, name=source.name)
         self.commit_interval = commit_interval
         self.max_in_flight = max_in_flight
         self.clock = clock
         self.stats = DispatchStats()
+        for outcome in ("delivered", "dead-lettered", "dropped"):  # from 0, so that a first dead letter is an increase
+            EVENTS.labels(source.name, outcome)
         self.offsets: dict[tuple[str, int], PartitionOffsets] = {}
         self.queues: dict[tuple[str, int], queue.Queue[Message | None]] = {}
         self.workers: dict[tuple[str, int], threading.Thread] = {}
@@ -116,6 +124,7 @@ class SourceDispatcher:
                 self._apply_backpressure()
                 if time.monotonic() - last_commit >= self.commit_interval:
                     self.commit()
+                    self._measure_lag()
                     last_commit = time.monotonic()
         finally:
             self._drain()
@@ -186,6 +195,23 @@ class SourceDispatcher:
         for tracker, tp in commits:
             tracker.mark_committed(tp.offset)
 
+    def _measure_lag(self) -> None:
+        """Set the lag and in-flight gauges from the consumer's cached end offsets (no broker round trip)."""
+        in_flight = 0
+        for (topic, partition), tracker in list(self.offsets.items()):
+            tp = TopicPartition(topic, partition)
+            try:
+                _, end = self.consumer.get_watermark_offsets(tp, cached=True)
+                position = self.consumer.position([tp])[0].offset
+            except Exception as exc:  # noqa: BLE001 - a gauge not refreshed this round is no reason to stop
+                log.debug("%s: no offsets for %s/%d: %s", self.source.name, topic, partition, exc)
+                continue
+            waiting = tracker.in_flight
+            in_flight += waiting
+            if end >= 0 and position >= 0:
+                LAG.labels(self.source.name, topic, str(partition)).set(max(0, end - position) + waiting)
+        IN_FLIGHT.labels(self.source.name).set(in_flight)
+
     def _apply_backpressure(self) -> None:
         for partition, tracker in list(self.offsets.items()):
             waiting = tracker.in_flight
@@ -209,6 +235,8 @@ class SourceDispatcher:
             self.offsets.pop(key, None)
             self.workers.pop(key, None)
             self.paused.discard(key)
+            with contextlib.suppress(KeyError):  # not measured yet
+                LAG.remove(self.source.name, tp.topic, str(tp.partition))
 
     def _drain(self, timeout: float = 30.0) -> None:
         """Let in-flight deliveries finish; queued, unstarted ones are redelivered after a restart."""

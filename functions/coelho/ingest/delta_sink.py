@@ -40,6 +40,7 @@ from coelho.adapters.delta_store import arrow_schema, ensure_table, storage_opti
 from coelho.config import Settings
 from coelho.core.table import layout_for
 from coelho.core.usecase import UseCase
+from coelho.runtime.telemetry import SINK_COMMIT_SECONDS
 
 __all__ = ["Arrivals", "DeltaWriter", "SinkUnavailable"]
 
@@ -150,6 +151,11 @@ class DeltaWriter:
         with self._cond:
             return {"table": self.uri, "pending": len(self._pending), "batch_version": self._version, **self.stats}
 
+    @property
+    def open(self) -> bool:
+        """False once `close` was called."""
+        return not self._closed
+
     def close(self) -> None:
         """Write what is queued, then stop the writer thread."""
         with self._cond:
@@ -180,6 +186,7 @@ class DeltaWriter:
         now = datetime.now(UTC)
         rows = [{**row, "ingested_at": now} for row, _ in batch.values()]
         error = None
+        started = time.perf_counter()
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
                 self._commit(pa.Table.from_pylist(rows, schema=self.schema), self._version, retry=attempt > 1)
@@ -191,6 +198,7 @@ class DeltaWriter:
                 log.warning("%s (attempt %d/%d)", error, attempt, COMMIT_ATTEMPTS)
                 time.sleep(0.1 * attempt)
         committed_at = time.monotonic()
+        SINK_COMMIT_SECONDS.labels(self.use_case.key).observe(time.perf_counter() - started)
         with self._cond:
             if error is None:
                 self.stats["rows"] += len(rows)

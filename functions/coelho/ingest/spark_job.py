@@ -7,7 +7,8 @@ use case's event schema, flattens it into the table layout of `coelho.core.table
 table with `txnAppId`/`txnVersion` (the query id kept in the checkpoint, the batch id): a batch replayed
 after a crash is skipped by Delta, so a restart — clean or after SIGKILL — writes each record once.
 Records that cannot become a row (not JSON, wrong types, a required field or header missing) go to the
-use case's quarantine table `<use_case>_quarantine` with the reason, and are counted in the log.
+use case's quarantine table `<use_case>_quarantine` with the reason, and are counted in the log and in
+the job's Prometheus metrics (`coelho_spark_*`, served with `--metrics-port`).
 
 The Delta and Kafka jars come from Maven Central into the cache (`infra/spark/pom.xml`, profile `s3` for
 hadoop-aws when a table lives on S3/MinIO) and are passed in `spark.jars`: nothing is resolved at run time.
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from prometheus_client import Counter, Gauge, Histogram
+
 from coelho.adapters.delta_store import arrow_schema, ensure_table, storage_options
 from coelho.adapters.maven import REPO_ROOT, default_cache_dir, fetch_jars
 from coelho.config import Settings
@@ -58,6 +61,15 @@ SPARK_POM = REPO_ROOT / "infra" / "spark" / "pom.xml"
 CORRUPT = "_corrupt_record"
 #: Seconds between two looks at the queries and the stop signal.
 POLL_SECONDS = 0.5
+
+BATCHES = Counter("coelho_spark_batches_total", "Micro-batches the Spark job wrote, by use case.", ["use_case"])
+ROWS = Counter("coelho_spark_rows_total", "Rows the Spark job appended to the use case's Delta table.", ["use_case"])
+QUARANTINED = Counter("coelho_spark_quarantined_total", "Records the Spark job put in quarantine (with a reason).",
+                      ["use_case"])
+BATCH_SECONDS = Histogram("coelho_spark_batch_duration_seconds", "Time to write one micro-batch (both tables).",
+                          ["use_case"], buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+LAST_BATCH = Gauge("coelho_spark_last_batch_timestamp_seconds", "Unix time the last micro-batch was written.",
+                   ["use_case"])
 _UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours"}
 
 
@@ -181,6 +193,7 @@ def _writer(layout: TableLayout, uri: str, quarantine_uri: str) -> Any:
         # The query id is kept in the checkpoint: the same after a restart, new with a new checkpoint.
         query_id = batch.sparkSession.sparkContext.getLocalProperty("sql.streaming.queryId")
         app_id = f"coelho-ingest-{layout.use_case}-{query_id}"
+        started = time.perf_counter()
         batch.persist()
         try:
             good = batch.where(F.col("reason").isNull()).select(*[F.col(n).cast(casts[n]).alias(n) for n in names])
@@ -196,6 +209,12 @@ def _writer(layout: TableLayout, uri: str, quarantine_uri: str) -> Any:
                             quarantine_uri)
                 (bad.write.format("delta").mode("append").option("txnAppId", f"{app_id}-quarantine")
                  .option("txnVersion", batch_id).save(quarantine_uri))
+            key = layout.use_case
+            ROWS.labels(key).inc(batch.count() - quarantined)
+            QUARANTINED.labels(key).inc(quarantined)
+            BATCHES.labels(key).inc()
+            BATCH_SECONDS.labels(key).observe(time.perf_counter() - started)
+            LAST_BATCH.labels(key).set_to_current_time()
         finally:
             batch.unpersist()
 

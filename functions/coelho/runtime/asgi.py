@@ -8,10 +8,14 @@ it, so a target that takes CloudEvents delegates to a `CloudEventEndpoint`, whic
   `Rejected` becomes a JSON 4xx naming every problem; 200 once it returns;
 - `GET /status` (`await status()`), `GET /metrics` (Prometheus) and `GET /healthz`;
 - anything else: a JSON 405.
+
+Every answer is counted in the function's RED metrics (`telemetry.RequestMetrics`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -22,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from coelho.core.schema import Problem
+from coelho.runtime.telemetry import RequestMetrics
 
 __all__ = ["CloudEventEndpoint", "Rejected", "problem_body", "read_body"]
 
@@ -84,6 +89,7 @@ class CloudEventEndpoint:
         self.max_event_bytes = max_event_bytes
         self.accept = accept
         self.status = status
+        self.requests = RequestMetrics(name)
 
     @classmethod
     def ignoring(cls, name: str, max_event_bytes: int) -> CloudEventEndpoint:
@@ -99,10 +105,16 @@ class CloudEventEndpoint:
 
     async def respond(self, request: Request) -> Response:
         """The answer to one request."""
+        started = time.perf_counter()
         try:
-            return await self._route(request)
+            response = await self._route(request)
         except Rejected as exc:
-            return exc.response()
+            response = exc.response()
+        except Exception:  # the server answers 500 (and the sender retries)
+            self.requests.observe(request.url.path, request.method, 500, time.perf_counter() - started)
+            raise
+        self.requests.observe(request.url.path, request.method, response.status_code, time.perf_counter() - started)
+        return response
 
     async def _route(self, request: Request) -> Response:
         path = request.url.path.rstrip("/") or "/"
@@ -111,8 +123,8 @@ class CloudEventEndpoint:
                 raise Rejected(405, f"GET {path}", headers={"Allow": "GET"})
             if path == "/status":
                 return JSONResponse({"function": self.name, **await self.status()})
-            if path == "/metrics":
-                return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+            if path == "/metrics":  # from a thread: reading a learner's state may wait for its model
+                return Response(await asyncio.to_thread(generate_latest), media_type=CONTENT_TYPE_LATEST)
             return JSONResponse({"ok": True})
         if request.method != "POST":
             raise Rejected(405, "POST one CloudEvent", headers={"Allow": "POST"})

@@ -2,7 +2,9 @@
 
 The learner calls four hooks, none of which waits for MLflow: `started` (leadership: open the
 run), `observe` (after each applied event: every `mlflow_log_every` events or
-`mlflow_log_seconds`, log the scalar metrics with step = events applied), `checkpointed` (every
+`mlflow_log_seconds`, log the scalar metrics with step = events applied; at once when the drift
+monitor made a new detection: the run's `coelho.drift.*` tags and a `drift_detection` metric point
+at step = the detecting event), `checkpointed` (every
 `register_every` Redis checkpoints: register the signed blob as a version and re-run the
 champion rule) and `close`. The work goes through an `Outbox`, so while MLflow is down learning
 goes on, logs wait in memory and arrive in order once it is back. `restore` is the one
@@ -81,6 +83,7 @@ class History:
         self.restore_error: str | None = None
         self.logged_events = -1
         self.logged_at = 0.0
+        self.drift_logged = 0
         self.checkpoints = 0
         self.registered_events = -1
         self.last_version: int | None = None
@@ -142,6 +145,8 @@ class History:
             self.run_id = self.registry().start_run(run_name, params, tags)
 
         self.outbox.submit(start)
+        if model.drift.detections:  # a model continued from a checkpoint or the champion keeps its detections
+            self.drift_detected(model)
 
     def observe(self, model: OnlineModel) -> None:
         """Log the metrics when `mlflow_log_every` events or `mlflow_log_seconds` passed since the last log."""
@@ -149,15 +154,38 @@ class History:
         now = time.monotonic()
         if events == self.logged_events or not self.run_requested:
             return
+        if model.drift.detections != self.drift_logged:
+            self.drift_detected(model)
         if events - self.logged_events < self.settings.mlflow_log_every and \
                 now - self.logged_at < self.settings.mlflow_log_seconds:
             return
         self.log_metrics(model)
 
+    def drift_detected(self, model: OnlineModel) -> None:
+        """Queue the drift tags of the run and a `drift_detection` point (value: its number) per new detection."""
+        drift = model.drift
+        new = [d for d in drift.recent if d["detection"] > self.drift_logged]
+        self.drift_logged = drift.detections
+        tags = {"coelho.drift.detector": drift.detector_name, "coelho.drift.error": drift.error_name,
+                "coelho.drift.detections": str(drift.detections),
+                "coelho.drift.last_detected_event": str(drift.last_detected_event),
+                "coelho.drift.last_detected_at": str(drift.last_detected_at)}
+        stamp = int(time.time() * 1000)
+
+        def log() -> None:
+            run_id = self._run()
+            self.registry().set_tags(run_id, tags)
+            for detection in new:
+                self.registry().log_metrics(run_id, {"drift_detection": detection["detection"]}, detection["event"],
+                                            stamp)
+
+        self.outbox.submit(log)
+
     def log_metrics(self, model: OnlineModel) -> None:
-        """Queue the current metric values at step = events applied."""
+        """Queue the current metric values (and the drift monitor's) at step = events applied."""
         self.logged_events, self.logged_at = model.events_applied, time.monotonic()
-        metrics = scalar_metrics(model.metrics.report())
+        metrics = {**scalar_metrics(model.metrics.report()), "drift_detections": float(model.drift.detections),
+                   "drift_error_mean": float(model.drift.detector.estimation)}
         step, stamp = model.events_applied, int(time.time() * 1000)
         self.outbox.submit(lambda: self.registry().log_metrics(self._run(), metrics, step, stamp), droppable=True)
 

@@ -8,7 +8,10 @@ server (or COELHO_MLFLOW=off), it also starts a lean MLflow server on the data d
 store, on the port after the functions', and points every function at it: one writer process for
 the sqlite file, and a UI to browse runs, versions and champions. With `kafka=True` the producers
 write to a local Kafka broker instead, and `coelho dispatch` delivers from the topics to the learn
-functions and delta-sink exactly as the KafkaSources in `eventing/knative/` would on Knative.
+functions and delta-sink exactly as the KafkaSources in `eventing/knative/` would on Knative. With
+`prometheus=True` a real Prometheus (Debian's binary, unpacked into the cache) scrapes every process it
+started — functions, producers and the dispatcher, labelled `service` and `role` as the cluster's
+PodMonitor labels them — and evaluates the repository's alert rules.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ import requests
 from coelho.adapters.embedded_redis import EmbeddedValkey
 from coelho.adapters.kafka_broker import KafkaBroker, KafkaBrokerError
 from coelho.adapters.mlflow_server import MlflowServer
+from coelho.adapters.prometheus_server import PrometheusServer, ScrapeTarget
 from coelho.config import Settings
 from coelho.core import USE_CASES
 from coelho.dispatch.manifest import load_manifests
 from coelho.runtime.catalog import FUNCTIONS, FunctionSpec
 
-__all__ = ["Platform", "run_platform"]
+__all__ = ["Platform", "function_target", "run_platform"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,11 @@ MANIFESTS = Path("eventing/knative")
 
 #: Events per second per producer: the original system's rates (≈3.6, 1.8 and 7-10 events/s).
 DEFAULT_RATES = {"tfd": 3.6, "eta": 1.8, "ecci": 8.0}
+
+
+def function_target(spec: FunctionSpec, port: int) -> ScrapeTarget:
+    """How Prometheus scrapes a function on 127.0.0.1:`port`, labelled as the cluster's PodMonitor labels it."""
+    return ScrapeTarget("coelho-functions", f"127.0.0.1:{port}", {"service": spec.name, "role": spec.role})
 
 
 @dataclass
@@ -52,18 +61,33 @@ class Platform:
     rate_scale: float = 1.0
     producers: bool = True
     kafka: bool = False
+    prometheus: bool = False
     manifests: Path = MANIFESTS
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     valkey: EmbeddedValkey | None = None
     broker: KafkaBroker | None = None
     mlflow_server: MlflowServer | None = None
+    prometheus_server: PrometheusServer | None = None
+    targets: list[ScrapeTarget] = field(default_factory=list)
 
     def url(self, spec: FunctionSpec) -> str:
         index = [f for f in FUNCTIONS if f.role != "baseline"].index(spec)
         return f"http://127.0.0.1:{self.base_port + index}"
 
+    def metrics_port(self, offset: int) -> int:
+        """Ports after the functions' and MLflow's: the dispatcher's metrics (0), producers' (1-3), Prometheus (4)."""
+        return self.base_port + len([f for f in FUNCTIONS if f.role != "baseline"]) + 1 + offset
+
+    def _metrics_args(self, offset: int, job: str, service: str, role: str) -> list[str]:
+        """`--metrics-port P` for a child when Prometheus runs (and its scrape target), else nothing."""
+        if not self.prometheus:
+            return []
+        port = self.metrics_port(offset)
+        self.targets.append(ScrapeTarget(job, f"127.0.0.1:{port}", {"service": service, "role": role}))
+        return ["--metrics-port", str(port)]
+
     def start(self) -> None:
-        """Start Redis (when needed), the functions and the producers; wait until they answer."""
+        """Start Redis (when needed), the functions and the producers (and Prometheus); wait until they answer."""
         data_dir = self.settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, COELHO_DATA_DIR=str(data_dir))
@@ -87,7 +111,9 @@ class Platform:
             self.mlflow_server = server.start(wait=None)
             env["MLFLOW_TRACKING_URI"] = server.url
         for spec in served:
-            self._spawn(spec.name, spec.command(int(self.url(spec).rsplit(":", 1)[1])), spec.environment() | env, logs)
+            port = int(self.url(spec).rsplit(":", 1)[1])
+            self._spawn(spec.name, spec.command(port), spec.environment() | env, logs)
+            self.targets.append(function_target(spec, port))
         if self.kafka:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self._start_kafka(data_dir)
         for spec in served:
@@ -100,13 +126,19 @@ class Platform:
         if self.kafka:
             sinks = [arg for key, url in learners.items() for arg in ("--sink", f"{key}-learn={url}")]
             self._spawn("dispatch", [sys.executable, "-m", "coelho.cli", "dispatch", "--manifests",
-                                     str(self.manifests), *sinks, "--sink", f"delta-sink={delta_sink}"], env, logs)
+                                     str(self.manifests), *sinks, "--sink", f"delta-sink={delta_sink}",
+                                     *self._metrics_args(0, "coelho-dispatch", "dispatch", "dispatch")], env, logs)
         if self.producers:
-            for key, rate in DEFAULT_RATES.items():  # over HTTP each event goes to the learner, then to delta-sink
+            for offset, (key, rate) in enumerate(DEFAULT_RATES.items(), start=1):
+                # over HTTP each event goes to the learner, then to delta-sink
                 target = ["--kafka"] if self.kafka else ["--sink", learners[key], "--sink", delta_sink]
                 command = [sys.executable, "-m", "coelho.cli", "produce", key, "--rate", str(rate * self.rate_scale),
-                           *target]
+                           *target, *self._metrics_args(offset, "coelho-producers", f"{key}-producer", "producer")]
                 self._spawn(f"{key}-producer", command, env, logs)
+        if self.prometheus:
+            self.prometheus_server = PrometheusServer(data_dir / "prometheus", self.metrics_port(4), self.targets,
+                                                      cache_dir=self.settings.cache_dir)
+            self.prometheus_server.start()
 
     def _start_kafka(self, data_dir: Path) -> str:
         """Start (or reuse) the local broker and create every topic the manifests name."""
@@ -149,6 +181,10 @@ class Platform:
             where = self.mlflow_server.url if self.mlflow_server else self.settings.tracking_uri()
             lines.append(f"\nMLflow: {where}  (one run per learner; registered models coelho-tfd, coelho-eta, "
                          "coelho-ecci; the `champion` alias is what predict serves when Redis has no model)")
+        if self.prometheus_server is not None:
+            url = self.prometheus_server.url
+            lines.append(f"\nPrometheus: {url}  (scrapes every process above; alerts: {url}/alerts; rules: "
+                         "infra/observability/rules/; Grafana dashboards to import: infra/observability/dashboards/)")
         lines.append(f"\nState and logs: {self.settings.data_dir.resolve()}   Stop with Ctrl-C.")
         return "\n".join(lines)
 
@@ -165,6 +201,8 @@ class Platform:
                 log.warning("%s did not stop in time; killing pid %d", name, child.pid)
                 child.kill()
                 child.wait()
+        if self.prometheus_server is not None:
+            self.prometheus_server.stop()
         if self.mlflow_server is not None:
             self.mlflow_server.stop()
         if self.broker is not None:
@@ -194,9 +232,11 @@ def _wait_healthy(url: str, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def run_platform(settings: Settings, base_port: int, rate_scale: float, producers: bool, kafka: bool = False) -> int:
+def run_platform(settings: Settings, base_port: int, rate_scale: float, producers: bool, kafka: bool = False,
+                 prometheus: bool = False) -> int:
     """Run until interrupted; returns an exit code."""
-    platform = Platform(settings, base_port=base_port, rate_scale=rate_scale, producers=producers, kafka=kafka)
+    platform = Platform(settings, base_port=base_port, rate_scale=rate_scale, producers=producers, kafka=kafka,
+                        prometheus=prometheus)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         platform.start()

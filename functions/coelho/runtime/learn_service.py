@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -44,6 +45,7 @@ class LearnService:
         self.version = telemetry.MODEL_VERSION.labels(name)
         self._learner: Learner | None = None
         self.status_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-status")
+        telemetry.watch(self)
 
     async def respond(self, request: Request) -> Response:
         """Answer one request: a CloudEvent to learn, or GET /status, /metrics, /healthz."""
@@ -89,6 +91,12 @@ class LearnService:
         use while the learner recovers, where it would wait behind them.
         """
         return await asyncio.get_running_loop().run_in_executor(self.status_thread, self.learner().status)
+
+
+    def metric_samples(self) -> Iterator[telemetry.Sample]:
+        """The learner's state metrics (none before it is built)."""
+        if self._learner is not None and not self._learner.stopping.is_set():
+            yield from telemetry.learner_samples(self._learner)
 
 
 class LearnTargets:

@@ -33,6 +33,8 @@ from coelho.config import Settings
 from coelho.core.online import OnlineModel
 from coelho.core.signing import dumps_signed
 from coelho.core.usecase import UseCase
+from coelho.runtime import telemetry
+from coelho.runtime.drift_events import DriftNotifier
 from coelho.runtime.history import History
 from coelho.runtime.recovery import Replica
 
@@ -45,6 +47,8 @@ STATUS_INTERVAL_S = 1.0
 STATUS_WAIT_S = 0.5
 #: When no event arrives, queued events are learned within this many seconds.
 IDLE_DRAIN_S = 0.1
+#: How long `close` waits for queued drift CloudEvents.
+DRIFT_EVENTS_CLOSE_S = 2.0
 
 
 @dataclass
@@ -100,6 +104,7 @@ class Learner:
         self.published_seq = -1
         self.accepted_at = 0.0
         self.history = History(use_case, settings, self.holder) if settings.mlflow else None
+        self.drift_events = DriftNotifier(use_case.key, state, settings.drift_sink) if settings.drift_sink else None
 
     @property
     def ttl_ms(self) -> int:
@@ -207,8 +212,12 @@ class Learner:
             self.checkpoint()
         if now - self.status_at >= STATUS_INTERVAL_S:
             self.publish_status()
-        if self.history is not None and self.replica.model is not None:
-            self.history.observe(self.replica.model)
+        if (model := self.replica.model) is not None:
+            telemetry.observe_learned(self.use_case.key, model.last_event_time)
+            if self.history is not None:
+                self.history.observe(model)
+            if self.drift_events is not None:
+                self.drift_events.observe(model)
 
     # leadership ----------------------------------------------------------------------------
     def _lead(self) -> bool:
@@ -252,6 +261,9 @@ class Learner:
             self.checkpoint_seq = replica.seq
             replayed = replica.catch_up()  # what followers log from now on is read at the next gap
             self.accepted_seq = replica.seq
+            telemetry.RECOVERY_SECONDS.labels(self.use_case.key).observe(time.perf_counter() - started)
+            telemetry.REPLAYED.labels(self.use_case.key).inc(replayed)
+            telemetry.LEADERSHIP.labels(self.use_case.key, "acquired").inc()
             log.info("%s learner %s leads with fence %s: checkpoint seq %d + %d replayed in %.3fs",
                      self.use_case.key, self.holder, self.token, self.checkpoint_seq, replayed,
                      time.perf_counter() - started)
@@ -266,6 +278,7 @@ class Learner:
 
     def _step_down(self, reason: str) -> None:
         log.warning("%s learner %s steps down: %s", self.use_case.key, self.holder, reason)
+        telemetry.LEADERSHIP.labels(self.use_case.key, "lost").inc()
         with self.model_lock:
             self.generation += 1
             self.token = None
@@ -355,6 +368,7 @@ class Learner:
                 raise NotLeader("lost the lease while checkpointing")
             self.checkpoint_seq, self.checkpoint_at = seq, time.monotonic()
             self.last_checkpoint = {**meta, "seq": seq, "bytes": len(blob)}
+            telemetry.CHECKPOINT_SECONDS.labels(self.use_case.key).observe(time.perf_counter() - started)
             if self.history is not None:
                 self.history.checkpointed(blob, model, seq)
             return self.last_checkpoint
@@ -392,6 +406,7 @@ class Learner:
                 "apply_errors": self.replica.apply_errors,
                 "last_checkpoint": self.last_checkpoint,
                 "mlflow": self._history_status(),
+                "drift_events": self.drift_events.status() if self.drift_events else {"enabled": False},
                 "updated_at": datetime.now(UTC).isoformat(),
                 **(model.status() if model is not None else {"events_applied": 0, "metrics": {}}),
             }
@@ -425,3 +440,5 @@ class Learner:
             if self.history is not None:
                 with self.model_lock:
                     self.history.close(self.replica.model, self.replica.seq, self.signing_key)
+            if self.drift_events is not None:
+                self.drift_events.close(DRIFT_EVENTS_CLOSE_S)

@@ -3,9 +3,10 @@
 functions-framework executes a function's `main.py` inside the Flask application context, so an
 entry point calls `PredictService.mount(flask.current_app)` (or `SinkService`) at import time.
 That sets the request-size limit, JSON error handlers and the operational routes
-`GET /status`, `GET /metrics` and `GET /healthz`, and returns the object whose `handle` the
-decorated target calls. The use case is the target's prefix (`tfd_predict` → `tfd`). The learn
-functions are ASGI targets (`coelho.runtime.learn_service`); both kinds share the helpers here.
+`GET /status`, `GET /metrics` and `GET /healthz`, counts every request in the function's RED
+metrics, and returns the object whose `handle` the decorated target calls. The use case is the
+target's prefix (`tfd_predict` → `tfd`). The learn functions are ASGI targets
+(`coelho.runtime.learn_service`); both kinds share the helpers here.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from coelho.core.usecase import UseCase
 from coelho.runtime import telemetry
 from coelho.runtime.asgi import problem_body
 from coelho.runtime.predictor import NoModel, Predictor
+from coelho.runtime.telemetry import PredictionMetrics, RequestMetrics, Sample
 
 __all__ = ["PredictService", "Service", "SinkService", "close_all", "close_at_exit", "event_payload", "open_state",
            "reject", "target_use_case"]
@@ -82,7 +84,10 @@ class Service:
         self.settings = settings
         self._build_lock = threading.Lock()
         self._engine: Any = None
+        self.requests = RequestMetrics(self.name)
         telemetry.configure_logging(settings.log_level)
+        app.before_request(_start_clock)
+        app.after_request(self._count_request)
         app.register_error_handler(400, _json_http_error)
         app.register_error_handler(413, _json_http_error)
         app.register_error_handler(ce_errors.GenericException, _malformed_cloudevent)
@@ -105,6 +110,13 @@ class Service:
 
     def _build_engine(self) -> Any:
         raise NotImplementedError
+
+    def _count_request(self, response: flask.Response) -> flask.Response:
+        started = flask.g.get("coelho_started")
+        if started is not None:
+            request = flask.request
+            self.requests.observe(request.path, request.method, response.status_code, time.perf_counter() - started)
+        return response
 
     def _status_view(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -156,6 +168,7 @@ class PredictService(Service):
     def __init__(self, app: flask.Flask, settings: Settings) -> None:
         super().__init__(app, settings)
         self.use_case = target_use_case(self.name)
+        self.predictions = PredictionMetrics(self.name, self.use_case.key)
 
     def _build_engine(self) -> Predictor:
         """The predictor of the use case's state in Redis."""
@@ -179,11 +192,13 @@ class PredictService(Service):
         if problems:
             telemetry.PREDICTIONS.labels(self.name, "rejected").inc()
             reject(422, "invalid event", problems)
+        predictor = self.engine()
         try:
-            result = self.engine().predict(payload)
+            result = predictor.predict(payload)
         except NoModel as exc:
             telemetry.PREDICTIONS.labels(self.name, "no_model").inc()
             reject(503, str(exc), **{"Retry-After": "5"})
+        self.predictions.observe(result, time.monotonic() - predictor.refreshed_at)
         telemetry.PREDICTIONS.labels(self.name, "ok").inc()
         telemetry.PREDICT_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         telemetry.MODEL_VERSION.labels(self.name).set(result["model_version"])
@@ -207,6 +222,7 @@ class SinkService(Service):
         self._lock = threading.Lock()
         self.counters = {outcome: telemetry.SINK_EVENTS.labels(self.name, outcome)
                          for outcome in ("written", "duplicate", "rejected", "unavailable")}
+        telemetry.watch(self)
 
     def writer(self, use_case: UseCase) -> Any:
         """The `DeltaWriter` of `use_case`, created on first use (creates the table if needed)."""
@@ -242,6 +258,20 @@ class SinkService(Service):
 
     def _status_view(self) -> dict[str, Any]:
         return {"function": self.name, "tables": {key: writer.status() for key, writer in self.writers.items()}}
+
+    def metric_samples(self) -> list[Sample]:
+        """Each writer's counters as state metrics (`telemetry.STATE_METRICS`)."""
+        names = {"rows": "coelho_sink_rows_total", "commits": "coelho_sink_commits_total",
+                 "failures": "coelho_sink_commit_failures_total", "compactions": "coelho_sink_compactions_total",
+                 "pending": "coelho_sink_pending_events"}
+        with self._lock:
+            writers = [(key, writer) for key, writer in self.writers.items() if writer.open]
+        return [(names[field], (key,), float(value)) for key, writer in writers
+                for field, value in writer.status().items() if field in names]
+
+
+def _start_clock() -> None:
+    flask.g.coelho_started = time.perf_counter()
 
 
 def _json_http_error(exc: HTTPException) -> tuple[dict[str, Any], int]:

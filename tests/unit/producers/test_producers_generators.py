@@ -101,3 +101,50 @@ def test_make_generator_refuses_unknown_use_cases_and_misplaced_fraud_rate() -> 
         make_generator("eta", fraud_rate=0.1)
     with pytest.raises(ValueError, match="timezone-aware"):
         make_generator("eta", start=datetime(2026, 3, 2))
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_drift_at_keeps_every_event_before_the_change_point(events: Events, key: str) -> None:
+    assert _dump(events(key, 300, drift_at=300)) == _dump(events(key, 300))
+    drifting = events(key, 600, drift_at=300)
+    assert drifting[:300] == events(key, 300) and drifting[300:] != events(key, 600)[300:]
+    with pytest.raises(ValueError, match="drift_at"):
+        make_generator(key, seed=1, drift_at=-5)
+
+
+def test_tfd_drift_brings_more_fraud_that_looks_like_its_victims_payments(events: Events) -> None:
+    before, after = events("tfd", 6000)[3000:], events("tfd", 6000, drift_at=3000)[3000:]
+    fraud_before, fraud_after = [e for e in before if e["is_fraud"]], [e for e in after if e["is_fraud"]]
+    assert len(fraud_after) > 2 * len(fraud_before)
+    assert all(e["cvv_provided"] and e["billing_address_match"] for e in fraud_after)
+    assert {e["product_category"] for e in fraud_after} <= {"digital_goods", "electronics"}
+
+
+def test_eta_drift_slows_the_trips_from_or_to_downtown(events: Events) -> None:
+    from coelho.producers.eta import _HOTSPOTS, DRIFT_RADIUS_KM, DRIFT_SLOWDOWN
+    from coelho.producers.geography import haversine_km
+
+    plain, drifting = events("eta", 2000), events("eta", 2000, drift_at=0)
+    assert [p["initial_estimated_travel_time_seconds"] for p in plain] == \
+        [d["initial_estimated_travel_time_seconds"] for d in drifting]  # the app's estimates do not change
+    near = 0
+    for p, d in zip(plain, drifting, strict=True):
+        ends = ((p["origin"]["lat"], p["origin"]["lon"]), (p["destination"]["lat"], p["destination"]["lon"]))
+        downtown = min(haversine_km(*_HOTSPOTS[0], *end) for end in ends) < DRIFT_RADIUS_KM
+        near += downtown
+        ratio = d["simulated_actual_travel_time_seconds"] / p["simulated_actual_travel_time_seconds"]
+        if not downtown:
+            assert ratio == 1.0
+        elif p["debug_incident_delay_seconds"] == 0 and p["simulated_actual_travel_time_seconds"] > 1500:
+            assert abs(ratio - DRIFT_SLOWDOWN) < 0.15  # up to the label's +-60 s noise
+    assert 0.1 < near / len(plain) < 0.9
+
+
+def test_ecci_drift_triples_prices_and_doubles_time_on_page(events: Events) -> None:
+    def means(stream: list[dict[str, Any]]) -> tuple[float, float]:
+        prices = [e["price"] for e in stream if e["price"] is not None]
+        return sum(prices) / len(prices), sum(e["time_on_page_seconds"] for e in stream) / len(stream)
+
+    (price, seconds), (drift_price, drift_seconds) = means(events("ecci", 3000)), means(events("ecci", 3000,
+                                                                                             drift_at=0))
+    assert 2.5 < drift_price / price < 3.5 and 1.7 < drift_seconds / seconds < 2.3  # sessions pace differently

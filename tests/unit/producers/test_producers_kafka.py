@@ -41,6 +41,9 @@ METRICS = {  # exposed family name → (metric, type, label names), as the origi
     "kafka_producer_last_message_timestamp": (metrics.LAST_MESSAGE, "gauge", ("producer",)),
     "kafka_producer_fraud_ratio": (metrics.FRAUD_RATIO, "gauge", ()),
     "kafka_producer_active_sessions": (metrics.ACTIVE_SESSIONS, "gauge", ()),
+    # and, over HTTP (no Kafka), the HTTP sink's own
+    "coelho_producer_http_events": (metrics.HTTP_EVENTS, "counter", ("producer", "outcome")),
+    "coelho_producer_http_retries": (metrics.HTTP_RETRIES, "counter", ("producer",)),
 }
 
 

@@ -43,6 +43,8 @@ def test_options_have_help_and_sensible_defaults() -> None:
     ("tfd", "--sink", "http://x", "--out", "-"),
     ("nope",),
     ("tfd", "--start", "yesterday"),
+    ("tfd", "--drift-at", "-1"),
+    ("tfd", "--drift-at", "soon"),
 ])
 def test_bad_command_lines_are_refused_by_the_parser(argv: tuple[str, ...]) -> None:
     with pytest.raises(SystemExit):
