@@ -179,10 +179,8 @@ apply_platform() {
   kube apply -f "$root/eventing/knative/" >/dev/null
   kube apply -f "$root/infra/knative/train-jobsink.yaml" -f "$root/infra/knative/ui.yaml" \
     -f "$root/infra/knative/producers.yaml" -f "$root/infra/spark/sparkapplication.yaml" >/dev/null
-  kube apply -f "$root/infra/monitoring/" >/dev/null
-  if [ -d "$root/infra/observability" ]; then  # dashboards and alert rules (issue 14)
-    kube apply -R -f "$root/infra/observability/" >/dev/null
-  fi
+  kube apply -f "$root/infra/observability/podmonitors.yaml" -f "$root/infra/observability/grafana-dashboards.yaml" \
+    -f "$root/infra/observability/rules/coelho-alerts.yaml" >/dev/null
   kube -n coelho wait ksvc --all --for=condition=Ready --timeout=600s >/dev/null
   kube -n coelho wait kafkasource --all --for=condition=Ready --timeout=300s >/dev/null
   kube -n coelho rollout status deployment/ui --timeout=300s >/dev/null

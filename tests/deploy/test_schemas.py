@@ -95,7 +95,7 @@ def test_the_jobsinks_job_is_a_valid_kubernetes_job(manifests):
     ("infra/data/kafka.yaml", lambda d: d["spec"].update(partition=6), "'partition' was unexpected"),
     ("infra/spark/sparkapplication.yaml",
      lambda d: d["spec"]["restartPolicy"].update(type="Sometimes"), "'Sometimes' is not one of"),
-    ("infra/monitoring/podmonitors.yaml",
+    ("infra/observability/podmonitors.yaml",
      lambda d: d["spec"]["podMetricsEndpoints"][0].update(portt="x"), "'portt' was unexpected"),
     ("infra/data/valkey.yaml", lambda d: d["spec"].update(replica=1), "'replica' was unexpected"),
     ("infra/data/s3.yaml", lambda d: d["spec"]["template"]["spec"].update(restartPolicy="Always"), "in a Job"),

@@ -98,12 +98,15 @@ def test_dashboards_are_provisioned_by_configmaps_for_the_grafana_sidecar() -> N
         assert json.loads(text) == by_uid[name.removesuffix(".json")]
 
 
-def test_the_podmonitor_scrapes_every_function_with_the_rules_labels() -> None:
-    monitor = yaml.safe_load((OBSERVABILITY / "podmonitors.yaml").read_text())
-    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
-    assert (endpoint["port"], endpoint["path"]) == ("user-port", "/metrics")
-    targets = {r["targetLabel"] for r in endpoint["relabelings"]}
-    assert targets == {"service", "role"}
+def test_the_podmonitors_scrape_every_function_and_producer_with_the_rules_labels() -> None:
+    functions, producers, lag = yaml.safe_load_all((OBSERVABILITY / "podmonitors.yaml").read_text())
+    own, queue_proxy = functions["spec"]["podMetricsEndpoints"]
+    assert [(e["port"], e["path"]) for e in (own, queue_proxy)] == [("user-port", "/metrics"),
+                                                                   ("http-usermetric", "/metrics")]
+    assert {r["targetLabel"] for r in own["relabelings"]} == {"service", "role"}
+    [producer] = producers["spec"]["podMetricsEndpoints"]
+    assert {r["targetLabel"] for r in producer["relabelings"]} == {"service", "role"}
+    assert lag["metadata"]["namespace"] == "kafka"
 
 
 @pytest.mark.parametrize("name", ["up", "kafka_consumergroup_lag", "coelho_training_runs_total"])
