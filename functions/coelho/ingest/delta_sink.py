@@ -150,12 +150,14 @@ class DeltaWriter:
         with self._cond:
             return {"table": self.uri, "pending": len(self._pending), "batch_version": self._version, **self.stats}
 
-    def close(self) -> None:
-        """Write what is queued, then stop the writer thread."""
+    def close(self) -> int:
+        """Commit what is queued (its senders get their answer), stop the writer thread; returns how many events."""
         with self._cond:
             self._closed = True
+            pending = len(self._pending)
             self._cond.notify()
         self._thread.join(ACK_TIMEOUT_S)
+        return pending
 
     def _due(self, now: float) -> bool:
         if not self._pending:

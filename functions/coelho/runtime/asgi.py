@@ -8,6 +8,10 @@ it, so a target that takes CloudEvents delegates to a `CloudEventEndpoint`, whic
   `Rejected` becomes a JSON 4xx naming every problem; 200 once it returns;
 - `GET /status` (`await status()`), `GET /metrics` (Prometheus) and `GET /healthz`;
 - anything else: a JSON 405.
+
+While the process stops (`coelho.runtime.lifecycle`) every request but `GET /status` and `/metrics`
+gets a JSON 503 with `Retry-After`, `/healthz` included; the requests in flight are counted, so the
+stop waits for them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from coelho.core.schema import Problem
+from coelho.runtime.lifecycle import LIFECYCLE, RETRY_AFTER_S, Draining
 
 __all__ = ["CloudEventEndpoint", "Rejected", "problem_body", "read_body"]
 
@@ -84,6 +89,7 @@ class CloudEventEndpoint:
         self.max_event_bytes = max_event_bytes
         self.accept = accept
         self.status = status
+        LIFECYCLE.install()
 
     @classmethod
     def ignoring(cls, name: str, max_event_bytes: int) -> CloudEventEndpoint:
@@ -95,25 +101,35 @@ class CloudEventEndpoint:
         async def no_status() -> dict[str, Any]:
             return {}
 
-        return cls(name, max_event_bytes, ignore, no_status)
+        endpoint = cls(name, max_event_bytes, ignore, no_status)
+        LIFECYCLE.on_stop(name, lambda: "nothing to clean up")
+        return endpoint
 
     async def respond(self, request: Request) -> Response:
         """The answer to one request."""
+        path = request.url.path.rstrip("/") or "/"
         try:
-            return await self._route(request)
+            if path in ("/status", "/metrics"):
+                return await self._operational(request, path)
+            with LIFECYCLE.request():
+                if path == "/healthz":
+                    return await self._operational(request, path)
+                return await self._event(request)
         except Rejected as exc:
             return exc.response()
+        except Draining as exc:
+            return Rejected(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}).response()
 
-    async def _route(self, request: Request) -> Response:
-        path = request.url.path.rstrip("/") or "/"
-        if path in ("/status", "/metrics", "/healthz"):
-            if request.method != "GET":
-                raise Rejected(405, f"GET {path}", headers={"Allow": "GET"})
-            if path == "/status":
-                return JSONResponse({"function": self.name, **await self.status()})
-            if path == "/metrics":
-                return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-            return JSONResponse({"ok": True})
+    async def _operational(self, request: Request, path: str) -> Response:
+        if request.method != "GET":
+            raise Rejected(405, f"GET {path}", headers={"Allow": "GET"})
+        if path == "/status":
+            return JSONResponse({"function": self.name, **await self.status()})
+        if path == "/metrics":
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return JSONResponse({"ok": True})
+
+    async def _event(self, request: Request) -> Response:
         if request.method != "POST":
             raise Rejected(405, "POST one CloudEvent", headers={"Allow": "POST"})
         body = await read_body(request, self.max_event_bytes)

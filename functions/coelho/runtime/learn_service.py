@@ -3,7 +3,8 @@
 A learn target is an `@functions_framework.aio.http` function that hands its request to the entry
 module's `LearnTargets`, which makes the `LearnService` of that target on first use (after the server
 forked; the use case is the target's prefix, `tfd_learn` → `tfd`), whose learner is built on the first
-event or status request. Routes and errors: `coelho.runtime.asgi`.
+event or status request. Routes and errors: `coelho.runtime.asgi`. When the process stops
+(`coelho.runtime.lifecycle`), the service closes its learner: final checkpoint, lease, MLflow run.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from coelho.config import Settings
 from coelho.runtime import telemetry
 from coelho.runtime.asgi import CloudEventEndpoint, Rejected
 from coelho.runtime.learner import Learner
-from coelho.runtime.services import close_at_exit, event_payload, open_state, target_use_case
+from coelho.runtime.lifecycle import LIFECYCLE
+from coelho.runtime.services import event_payload, open_state, target_use_case
 
 __all__ = ["LearnService", "LearnTargets"]
 
@@ -44,6 +46,7 @@ class LearnService:
         self.version = telemetry.MODEL_VERSION.labels(name)
         self._learner: Learner | None = None
         self.status_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-status")
+        LIFECYCLE.on_stop(name, self.stop)
 
     async def respond(self, request: Request) -> Response:
         """Answer one request: a CloudEvent to learn, or GET /status, /metrics, /healthz."""
@@ -53,8 +56,12 @@ class LearnService:
         """The use case's learner, built on first use (it connects to Redis)."""
         if self._learner is None:
             state = open_state(self.settings, self.use_case)
-            self._learner = close_at_exit(Learner(self.use_case, state, self.settings))
+            self._learner = Learner(self.use_case, state, self.settings)
         return self._learner
+
+    def stop(self) -> str:
+        """Close the learner, if one was built; returns what it did."""
+        return self._learner.close() if self._learner is not None else "no event received: nothing to clean up"
 
     async def accept(self, event: CloudEvent, body: bytes | None) -> None:
         """Log one CloudEvent (or recognise a duplicate); `Rejected` 422 when invalid, an error when Redis is down.
@@ -96,6 +103,7 @@ class LearnTargets:
 
     def __init__(self) -> None:
         self.services: dict[str, LearnService] = {}
+        LIFECYCLE.install()
 
     async def respond(self, target: str, request: Request) -> Response:
         """Answer one request to `target`."""

@@ -221,6 +221,8 @@ class Learner:
         now = time.monotonic()
         if now < self.lead_retry_at:
             return False
+        if self.stopping.is_set():
+            return False  # closed: never lead again (the renewer may still be finishing its last round)
         self.recovering = True  # first: `quick` must not see the new retry time before the attempt is over
         try:
             self.lead_retry_at = now + self.settings.lease_seconds / 3
@@ -408,20 +410,35 @@ class Learner:
     def _history_status(self) -> dict[str, Any]:
         return self.history.status() if self.history is not None else {"enabled": False}
 
-    def close(self) -> None:
-        """Apply what was accepted, checkpoint if anything is pending, release the lease, stop the threads."""
+    def close(self) -> str:
+        """Learn what was accepted, write the final checkpoint, release the lease, end the MLflow run (bounded).
+
+        Returns what it did, in a few words, for the stop's log line.
+        """
         self.stopping.set()
+        done: list[str] = []
         with self.lock:
             if self.token is not None:
-                self.drain()
                 try:
+                    learned = self.drain()
                     with self.model_lock:
-                        if self.replica.seq > self.checkpoint_seq:
+                        seq = self.replica.seq
+                        if seq > self.checkpoint_seq:
                             self.checkpoint()
+                            learned_now = f" (the last {learned} events learned on the way)" if learned else ""
+                            done.append(f"final checkpoint at seq {seq}{learned_now}")
+                        else:
+                            done.append(f"checkpoint at seq {seq} was current")
+                        self.publish_status()  # predictors, followers and the UI see the final state
                     self.state.release(self.holder)
+                    done.append("lease released")
                 except (NotLeader, redis.RedisError) as exc:
                     log.warning("%s learner closed without a final checkpoint: %s", self.use_case.key, exc)
+                    done.append(f"no final checkpoint ({exc}); the successor replays the log")
                 self.token = None
+            else:
+                done.append("a follower: nothing to checkpoint")
             if self.history is not None:
                 with self.model_lock:
-                    self.history.close(self.replica.model, self.replica.seq, self.signing_key)
+                    done.append(self.history.close(self.replica.model, self.replica.seq, self.signing_key))
+        return ", ".join(done)
