@@ -1,4 +1,4 @@
-"""Fixtures of the lifecycle tests: MLflow stores that start in seconds."""
+"""Fixtures of the lifecycle tests: a Valkey of the test's own to kill, MLflow stores that start in seconds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from coelho.adapters.embedded_redis import EmbeddedValkey
 from support.servers import FunctionServer
 
 
@@ -52,3 +54,41 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., FunctionServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+class KillableValkey:
+    """A Valkey with the embedded defaults (append-only file, fsync every second) that a test kills and restarts."""
+
+    def __init__(self, folder: Path) -> None:
+        self.server = EmbeddedValkey(folder)
+        self.url = self.server.start()
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def kill(self) -> None:
+        """SIGKILL: a crash of the Valkey process (the machine and its page cache live on)."""
+        assert self.server.process is not None
+        self.server.process.kill()
+        self.server.process.wait()
+
+    def restart(self) -> None:
+        """Start again on the same port, from the same append-only file."""
+        self.server.start(port=self.port)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@pytest.fixture
+def valkey(tmp_path: Path) -> Iterator[KillableValkey]:
+    server = KillableValkey(tmp_path / "killable")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def valkey_env(env: dict[str, str], valkey: KillableValkey) -> dict[str, str]:
+    """`env` on the test's own Valkey."""
+    return {**env, "REDIS_URL": valkey.url}

@@ -6,8 +6,9 @@ it, so a target that takes CloudEvents delegates to a `CloudEventEndpoint`, whic
 - `POST` (any path but the ones below): one CloudEvent, binary or structured mode, at most
   `max_event_bytes` (413), not a CloudEvent → 400; then `await accept(event, body)`, whose
   `Rejected` becomes a JSON 4xx naming every problem; 200 once it returns;
-- `GET /status` (`await status()`), `GET /metrics` (Prometheus) and `GET /healthz`;
-- anything else: a JSON 405.
+- `GET /status` (`await status()`), `GET /metrics` (Prometheus) and `GET /healthz` (`await health()`:
+  503 unless its `ok` holds);
+- anything else: a JSON 405. An unexpected error is a JSON 500, never the framework's text page.
 
 While the process stops (`coelho.runtime.lifecycle`) every request but `GET /status` and `/metrics`
 gets a JSON 503 with `Retry-After`, `/healthz` included; the requests in flight are counted, so the
@@ -16,6 +17,7 @@ stop waits for them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -33,6 +35,13 @@ __all__ = ["CloudEventEndpoint", "Rejected", "problem_body", "read_body"]
 Accept = Callable[[CloudEvent, bytes | None], Awaitable[None]]
 Status = Callable[[], Awaitable[dict[str, Any]]]
 
+log = logging.getLogger("coelho.functions")
+
+
+async def always_ready() -> dict[str, Any]:
+    """The readiness of a function that needs nothing but itself."""
+    return {"ok": True}
+
 
 def problem_body(error: str, problems: Iterable[Problem] = (), detail: str | None = None) -> dict[str, Any]:
     """The JSON body of every refusal: what went wrong and each bad field.
@@ -48,7 +57,7 @@ def problem_body(error: str, problems: Iterable[Problem] = (), detail: str | Non
 
 
 class Rejected(Exception):
-    """A request refused with a JSON body (`problem_body`) and a 4xx status."""
+    """A request refused with a JSON body (`problem_body`) and a 4xx status (503 when it should be retried)."""
 
     def __init__(self, status: int, error: str, problems: Iterable[Problem] = (), detail: str | None = None,
                  headers: Mapping[str, str] | None = None) -> None:
@@ -84,11 +93,13 @@ def _binary_json(headers: Headers) -> bool:
 class CloudEventEndpoint:
     """Routes one target's requests (see the module docstring)."""
 
-    def __init__(self, name: str, max_event_bytes: int, accept: Accept, status: Status) -> None:
+    def __init__(self, name: str, max_event_bytes: int, accept: Accept, status: Status,
+                 health: Status = always_ready) -> None:
         self.name = name
         self.max_event_bytes = max_event_bytes
         self.accept = accept
         self.status = status
+        self.health = health
         LIFECYCLE.install()
 
     @classmethod
@@ -119,6 +130,9 @@ class CloudEventEndpoint:
             return exc.response()
         except Draining as exc:
             return Rejected(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}).response()
+        except Exception:
+            log.exception("%s %s %s failed", self.name, request.method, path)
+            return JSONResponse(problem_body("Internal Server Error", detail="see the function's log"), 500)
 
     async def _operational(self, request: Request, path: str) -> Response:
         if request.method != "GET":
@@ -127,7 +141,8 @@ class CloudEventEndpoint:
             return JSONResponse({"function": self.name, **await self.status()})
         if path == "/metrics":
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-        return JSONResponse({"ok": True})
+        health = await self.health()
+        return JSONResponse(health, 200 if health["ok"] else 503)
 
     async def _event(self, request: Request) -> Response:
         if request.method != "POST":

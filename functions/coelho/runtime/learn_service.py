@@ -22,8 +22,8 @@ from starlette.responses import Response
 from coelho.config import Settings
 from coelho.runtime import telemetry
 from coelho.runtime.asgi import CloudEventEndpoint, Rejected
-from coelho.runtime.learner import Learner
-from coelho.runtime.lifecycle import LIFECYCLE
+from coelho.runtime.learner import Learner, Unavailable
+from coelho.runtime.lifecycle import LIFECYCLE, RETRY_AFTER_S
 from coelho.runtime.services import event_payload, open_state, target_use_case
 
 __all__ = ["LearnService", "LearnTargets"]
@@ -39,9 +39,9 @@ class LearnService:
         self.name = name
         self.settings = settings
         self.use_case = target_use_case(name)
-        self.endpoint = CloudEventEndpoint(name, settings.max_event_bytes, self.accept, self.status)
+        self.endpoint = CloudEventEndpoint(name, settings.max_event_bytes, self.accept, self.status, self.health)
         self.counters = {outcome: telemetry.EVENTS.labels(name, outcome)
-                         for outcome in ("accepted", "duplicate", "rejected")}
+                         for outcome in ("accepted", "duplicate", "rejected", "unavailable")}
         self.seconds = telemetry.LEARN_SECONDS.labels(name)
         self.version = telemetry.MODEL_VERSION.labels(name)
         self._learner: Learner | None = None
@@ -80,10 +80,14 @@ class LearnService:
                         "; ".join(f"{p.field} {p.message}" for p in problems))
             raise Rejected(422, "invalid event", problems)
         learner, source, event_id = self.learner(), event["source"], event["id"]
-        if learner.quick:
-            result = learner.handle(source, event_id, data, body)
-        else:
-            result = await asyncio.to_thread(learner.handle, source, event_id, data, body)
+        try:
+            if learner.quick:
+                result = learner.handle(source, event_id, data, body)
+            else:
+                result = await asyncio.to_thread(learner.handle, source, event_id, data, body)
+        except Unavailable as exc:
+            self.counters["unavailable"].inc()
+            raise Rejected(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
         self.counters["accepted" if result.accepted else "duplicate"].inc()
         self.seconds.observe(time.perf_counter() - started)
         if result.accepted:
@@ -96,6 +100,10 @@ class LearnService:
         use while the learner recovers, where it would wait behind them.
         """
         return await asyncio.get_running_loop().run_in_executor(self.status_thread, self.learner().status)
+
+    async def health(self) -> dict[str, Any]:
+        """Readiness: Redis answers (from the status thread: a ping may wait for its timeout)."""
+        return await asyncio.get_running_loop().run_in_executor(self.status_thread, self.learner().health)
 
 
 class LearnTargets:

@@ -9,7 +9,8 @@ is in flight (and, when events stop coming, from the background loop within a fr
 second, which also picks up what followers logged). So two pods, or two workers of one pod,
 both accept, while exactly one model learns. A crash after the append loses nothing (recovery
 replays the log), a redelivery is a no-op (the dedup marker exists), and checkpoints every N
-events or T seconds bound the replay.
+events or T seconds bound the replay. While Redis is unreachable nothing can be accepted: `handle`
+raises `Unavailable` (the sender retries), `status()` says so, and the learner goes on once it is back.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from coelho.core.usecase import UseCase
 from coelho.runtime.history import History
 from coelho.runtime.recovery import Replica
 
-__all__ = ["Learner", "NotLeader"]
+__all__ = ["Learner", "NotLeader", "Unavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ class _Ticket:
 
 class NotLeader(RuntimeError):
     """This learner does not hold the model's lease (it cannot checkpoint)."""
+
+
+class Unavailable(RuntimeError):
+    """Redis is unreachable: the event was not accepted (the sender retries)."""
 
 
 class Learner:
@@ -99,6 +104,7 @@ class Learner:
         self.lead_retry_at = 0.0
         self.published_seq = -1
         self.accepted_at = 0.0
+        self.redis_error: str | None = None  # why the last Redis call failed, while it is unreachable
         self.history = History(use_case, settings, self.holder) if settings.mlflow else None
 
     @property
@@ -136,14 +142,27 @@ class Learner:
                     batch, self.queued = self.queued, []
                 try:
                     self._commit(batch)
-                except Exception as exc:
+                    self._redis_ok()
+                except Exception as exc:  # every event of the batch fails alike; each caller raises below
                     for other in batch:
                         other.error = exc
-                    raise
+        if isinstance(ticket.error, redis.RedisError):
+            self._redis_failed(ticket.error)
+            raise Unavailable(f"Redis is unreachable: {ticket.error}") from ticket.error
         if ticket.error is not None:
             raise RuntimeError(f"logging the event failed: {ticket.error}") from ticket.error
         assert ticket.result is not None
         return ticket.result
+
+    def _redis_failed(self, exc: redis.RedisError) -> None:
+        if self.redis_error is None:
+            log.warning("%s learner: Redis is unreachable: %s", self.use_case.key, exc)
+        self.redis_error = f"{type(exc).__name__}: {exc}"[:300]
+
+    def _redis_ok(self) -> None:
+        if self.redis_error is not None:
+            log.info("%s learner: Redis answers again", self.use_case.key)
+            self.redis_error = None
 
     def _commit(self, batch: list[_Ticket]) -> None:
         """Log `batch` (under `lock`): fenced as the leader, which queues the events for learning."""
@@ -289,8 +308,14 @@ class Learner:
             self._idle_drain()
             if time.monotonic() < renew_at:
                 continue
+            try:
+                renewed = self.state.renew(self.holder, self.ttl_ms)
+            except redis.RedisError as exc:  # while Redis is away: try again every idle round
+                self._redis_failed(exc)
+                continue
+            self._redis_ok()
             renew_at = time.monotonic() + period
-            if not self.state.renew(self.holder, self.ttl_ms):
+            if not renewed:
                 self.lost.set()
                 continue
             self._idle_checkpoint()
@@ -302,7 +327,7 @@ class Learner:
         try:
             self._lead()
         except redis.RedisError as exc:
-            log.warning("%s follower could not reach Redis: %s", self.use_case.key, exc)
+            self._redis_failed(exc)
         finally:
             self.lock.release()
 
@@ -318,7 +343,7 @@ class Learner:
             if quiet and self.replica.seq != self.published_seq:
                 self.publish_status()
         except redis.RedisError as exc:
-            log.warning("%s idle drain failed: %s", self.use_case.key, exc)
+            self._redis_failed(exc)
         finally:
             self.lock.release()
 
@@ -329,7 +354,9 @@ class Learner:
             due = time.monotonic() - self.checkpoint_at >= self.settings.checkpoint_seconds
             if self.token and self.replica.model is not None and self.replica.seq > self.checkpoint_seq and due:
                 self.checkpoint()
-        except (NotLeader, redis.RedisError) as exc:
+        except redis.RedisError as exc:
+            self._redis_failed(exc)
+        except NotLeader as exc:
             log.warning("%s idle checkpoint failed: %s", self.use_case.key, exc)
         finally:
             self.model_lock.release()
@@ -394,6 +421,7 @@ class Learner:
                 "apply_errors": self.replica.apply_errors,
                 "last_checkpoint": self.last_checkpoint,
                 "mlflow": self._history_status(),
+                "redis": self._redis_status(),
                 "updated_at": datetime.now(UTC).isoformat(),
                 **(model.status() if model is not None else {"events_applied": 0, "metrics": {}}),
             }
@@ -402,13 +430,30 @@ class Learner:
 
     def _published_status(self) -> dict[str, Any]:
         """The leader's status as last published, as this (non-leading) learner relays it."""
-        published = self.state.read_status()
+        try:
+            published = self.state.read_status()
+        except redis.RedisError as exc:
+            self._redis_failed(exc)
+            published = {}
         return {"use_case": self.use_case.key, "model_version": 0, "events_applied": 0, "metrics": {},
                 **published, "role": "learner", "leader": False, "holder": self.holder,
-                "leader_holder": published.get("holder"), "mlflow": self._history_status()}
+                "leader_holder": published.get("holder"), "mlflow": self._history_status(),
+                "redis": self._redis_status()}
 
     def _history_status(self) -> dict[str, Any]:
         return self.history.status() if self.history is not None else {"enabled": False}
+
+    def _redis_status(self) -> dict[str, Any]:
+        return {"ok": self.redis_error is None, "error": self.redis_error}
+
+    def health(self) -> dict[str, Any]:
+        """Ready while Redis answers: without it no event can be accepted (`ok`, and why not)."""
+        try:
+            self.state.client.ping()
+            self._redis_ok()
+        except redis.RedisError as exc:
+            self._redis_failed(exc)
+        return {"ok": self.redis_error is None, "redis": self._redis_status()}
 
     def close(self) -> str:
         """Learn what was accepted, write the final checkpoint, release the lease, end the MLflow run (bounded).

@@ -63,10 +63,11 @@ class Service:
         telemetry.configure_logging(settings.log_level)
         app.register_error_handler(400, _json_http_error)
         app.register_error_handler(413, _json_http_error)
+        app.register_error_handler(500, _json_http_error)  # never the framework's text page
         app.register_error_handler(ce_errors.GenericException, _malformed_cloudevent)
         app.add_url_rule("/status", "coelho_status", self._status_view, methods=["GET"])
         app.add_url_rule("/metrics", "coelho_metrics", _metrics_view, methods=["GET"])
-        app.add_url_rule("/healthz", "coelho_healthz", lambda: {"ok": True}, methods=["GET"])
+        app.add_url_rule("/healthz", "coelho_healthz", self._healthz_view, methods=["GET"])
         app.before_request(self._admit)
         app.teardown_request(self._release)
         LIFECYCLE.install()
@@ -87,6 +88,14 @@ class Service:
 
     def _build_engine(self) -> Any:
         raise NotImplementedError
+
+    def health(self) -> dict[str, Any]:
+        """Readiness: `ok` unless the function cannot do its job (GET /healthz answers 503 then)."""
+        return {"ok": True}
+
+    def _healthz_view(self) -> tuple[dict[str, Any], int]:
+        health = self.health()
+        return health, 200 if health["ok"] else 503
 
     def begin_stop(self) -> None:
         """The process begins to stop (before the requests in flight finish)."""
@@ -165,6 +174,10 @@ class PredictService(Service):
 
     def _status_view(self) -> dict[str, Any]:
         return {"function": self.name, **self.engine().status()}
+
+    def health(self) -> dict[str, Any]:
+        """Ready while it can answer: Redis reachable, or a model held to answer from."""
+        return self.engine().health()
 
     def handle(self, request: flask.Request) -> flask.Response:
         """POST one raw event (label optional) → prediction, model_version, model_source."""

@@ -23,7 +23,7 @@ __all__ = [
 EVENTS = Counter(
     "coelho_learn_events_total",
     "CloudEvents received by a learn function, by outcome "
-    "(accepted, duplicate, rejected).",
+    "(accepted, duplicate, rejected, unavailable).",
     ["function", "outcome"],
 )
 LEARN_SECONDS = Histogram(
