@@ -128,12 +128,17 @@ class Predictor:
         return answer
 
     def refresh(self) -> int:
-        """Bring the replica up to the newest accepted event; returns events replayed."""
+        """Bring the replica up to the newest accepted event; returns events replayed.
+
+        When Redis holds no model any more (flushed, or a new one), the replica is dropped and the champion
+        served; when its log went back (a learner started over on an emptied Redis), the replica reloads.
+        """
         replica = self.replica
-        checkpoint_seq = replica.state.checkpoint_seq()
+        checkpoint_seq, last_seq = replica.state.heads()
         if checkpoint_seq is None:
+            replica.model, replica.seq = None, 0
             return 0
-        if replica.model is None or checkpoint_seq > replica.seq + RELOAD_GAP:
+        if replica.model is None or checkpoint_seq > replica.seq + RELOAD_GAP or last_seq < replica.seq:
             replica.load_checkpoint()
         try:
             return replica.catch_up()
