@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BASELINES", "METRICS_HELP", "Row", "ingest_rows", "kafka_rows", "render", "rounded", "rows", "sql_rows"]
+__all__ = ["BASELINES", "METRICS_HELP", "Row", "ingest_rows", "kafka_rows", "lifecycle_rows", "render", "rounded",
+           "rows", "sql_rows"]
 
 MIB = 1024 * 1024
 EFFICIENCY_MIN = 0.7
@@ -17,6 +18,8 @@ SERIALIZE_MAX_MS = 100.0
 KAFKA_P99_MAX_MS = 50.0
 KAFKA_TARGET_RATE = 1000  # events/s at which kafka_e2e's p99 has a target
 SQL_RATIO_MAX = 1.5
+STOP_MAX_S = 2.0
+SUCCESSOR_LEAD_MAX_S = 2.0
 
 #: What each baseline is; stored in results.json under "baselines".
 BASELINES: dict[str, str] = {
@@ -46,6 +49,10 @@ BASELINES: dict[str, str] = {
     "function: the HTTP and framework cost alone; sink_vs_hello = sink_rows_per_s / hello_events_per_s.",
     "ingest.*.raw_rows_per_s": "the same rows (TableLayout.row) written by write_deltalake in one go in the benchmark "
     "process into a fresh local table: the Delta/Parquet write alone; sink_vs_raw and spark_vs_raw divide by it.",
+    "lifecycle.<uc>.hello_stop_seconds": "the no-op hello-event function, given the same events and the same SIGTERM "
+    "to its master pid: what functions-framework and gunicorn take to stop with nothing to clean up.",
+    "lifecycle.<uc>.hello_ready_seconds": "Popen of a fresh hello-event to its first 2xx on the same CloudEvent: the "
+    "start-up part of successor_lead_seconds.",
 }
 
 METRICS_HELP = """\
@@ -88,6 +95,14 @@ alternate in rounds and each figure is its best round, the one least disturbed b
                            `coelho ingest spark --once` (local[2], 5000 records per micro-batch) on tfd events
                            produced beforehand (50k; skipped with --quick): rows after the first batch / s from the
                            first to the last Delta commit; spark_vs_raw against write_deltalake in one go
+  lifecycle.stop_seconds    a fresh <uc>-learn (MLflow on, sqlite store) given 2000 events (1000 quick), then SIGTERM
+                           to its master pid right after the last answer: signal to process exit (drain, final
+                           checkpoint, lease released, MLflow run ended and last version registered, gunicorn's own
+                           stop); hello_stop_seconds the same for hello-event; target <= 2 s
+  lifecycle.successor_lead_seconds
+                           Popen of the next <uc>-learn on the same state to its /status saying leader (an event
+                           posted as soon as it answers); hello_ready_seconds Popen to first 2xx of hello-event;
+                           target <= 2 s
 Targets are printed as PASS/FAIL; a FAIL never fails the process."""
 
 
@@ -192,6 +207,25 @@ def ingest_rows(result: Mapping[str, Any]) -> list[Row]:
         reason = spark.get("error") or spark.get("skipped") or "a single micro-batch: no rate"
         table.append(Row(key, "ingest spark rows/s", "n/a", str(reason)[:100], "-", None if "skipped" in spark
                          else False))
+    return table
+
+
+def lifecycle_rows(result: Mapping[str, Any]) -> list[Row]:
+    """Two rows per learner: its stop, and how soon its successor leads."""
+    if "error" in result:
+        return [Row("lifecycle", "stop", "n/a", result["error"][:100], f"<= {STOP_MAX_S:g} s", False)]
+    table = []
+    for key, figures in result.items():
+        if not isinstance(figures, Mapping):
+            continue
+        table.append(Row(key, "stop (SIGTERM)", f"{figures['stop_seconds']:.2f} s",
+                         f"hello-event {figures['hello_stop_seconds']:.2f} s; clean-up in the worker "
+                         f"{figures['cleanup_seconds']:.2f} s after {result['events']:,} events",
+                         f"<= {STOP_MAX_S:g} s", figures["stop_seconds"] <= STOP_MAX_S))
+        table.append(Row(key, "successor leads", f"{figures['successor_lead_seconds']:.2f} s",
+                         f"hello-event first answer {figures['hello_ready_seconds']:.2f} s; lease "
+                         f"{result['lease_seconds']:g} s", f"<= {SUCCESSOR_LEAD_MAX_S:g} s",
+                         figures["successor_lead_seconds"] <= SUCCESSOR_LEAD_MAX_S))
     return table
 
 

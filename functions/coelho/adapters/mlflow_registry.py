@@ -3,11 +3,11 @@
 Every call is synchronous and may raise (the caller buffers and retries, see
 `coelho.runtime.outbox`), so every call is safe to repeat: a retry after an answer lost to a server
 restart finds the experiment, the run (by its `coelho.holder` tag) or the version (by its source)
-that the first attempt created instead of creating a second one. Experiments are named after the use case's title, registered models
-`coelho-<use case>`; each version carries its candidate facts as tags (`coelho.score`,
-`coelho.window`, `coelho.events_applied`, watermarks), from which `coelho.core.champion` picks
-the version the `champion` alias points to. Model bytes are the HMAC-signed blob, verified at
-every load.
+that the first attempt created instead of creating a second one. Experiments are named after the use
+case's title, registered models `coelho-<use case>`; each version carries its candidate facts as tags
+(`coelho.score`, `coelho.window`, `coelho.events_applied`, watermarks), from which
+`coelho.core.champion` picks the version the `champion` alias points to. Model bytes are the
+HMAC-signed blob, verified at every load.
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ So every function takes its stop signals itself, the same way whatever the serve
   running queries); the requests in flight finish (at most `DRAIN_S`); then each function's `finish`
   hook cleans up and one line per function says what it did and how long the stop took.
 * Only then does the thread hand the server a SIGTERM (`_thread.interrupt_main`, which runs the
-  server's own handler in the main thread), and the server stops as it always does.
+  server's own handler in the main thread), and the server stops as it always does. When the worker
+  then exits, the exit handlers run and the process ends without tearing the interpreter down, which
+  with River models, MLflow and pandas loaded takes seconds that Knative's grace period would pay for.
 
 Outside a gunicorn worker (the functions' in-process tests, `functions-framework --debug`) nothing is
 installed; `close_all()` runs the `finish` hooks from threading's exit hooks instead, and tests call it.
@@ -29,6 +31,7 @@ installed; `close_all()` runs the `finish` hooks from threading's exit hooks ins
 from __future__ import annotations
 
 import _thread
+import atexit
 import concurrent.futures.thread  # noqa: F401 - registers its exit hook before ours (see close_all)
 import logging
 import os
@@ -168,6 +171,16 @@ class Lifecycle:
             os._exit(128 + signal.SIGTERM)
 
 
+    def at_exit(self) -> None:
+        """threading's exit hook: clean up what is left; after a signalled stop, end the worker at once."""
+        self.close_all()
+        if self.draining.is_set() and not self.is_master:
+            atexit._run_exitfuncs()  # type: ignore[attr-defined] # what the interpreter would run next (logging too)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+
+
 def _guarded(name: str, hook: Callable[[], str | None]) -> str | None:
     try:
         return hook()
@@ -183,4 +196,4 @@ LIFECYCLE = Lifecycle()
 # MLflow registration need concurrent.futures (MLflow uploads with a thread pool), which refuses new work
 # once the interpreter starts exiting — before plain `atexit` hooks run. So threading's exit hooks, which
 # run first and in reverse order of registration: registered after concurrent.futures' own, ours runs first.
-threading._register_atexit(LIFECYCLE.close_all)  # type: ignore[attr-defined]
+threading._register_atexit(LIFECYCLE.at_exit)  # type: ignore[attr-defined]
