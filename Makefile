@@ -14,8 +14,9 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 DEBIAN_PACKAGES := postgresql
 QUICK ?=
 KAFKA ?=
+MINUTES ?= 30
 
-.PHONY: system up test bench lint install lock lock-check clean help
+.PHONY: system up test bench soak lint install lock lock-check clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +49,9 @@ test: lock-check system $(STAMP)  ## lock check and lint, then the whole test su
 
 bench: $(STAMP)  ## benchmarks: prints a table, writes bench/results.json (QUICK=1 for a short run)
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
+
+soak: $(STAMP)  ## the three pipelines for MINUTES (30) through coelho up (KAFKA=1: via Kafka); bench/soak.json + PNGs
+	$(BIN)/python bench/soak.py --minutes $(MINUTES) $(if $(KAFKA),--kafka,)
 
 lint: $(STAMP)  ## ruff only
 	$(BIN)/ruff check functions eventing tests bench
