@@ -67,6 +67,7 @@ class Settings:
     sink_batch_ms: int = 200
     sink_compact_every: int = 100
     sink_dedup_seconds: int = 3600
+    sink_retention_hours: int = 168
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -177,5 +178,6 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sink_batch_ms": ("COELHO_SINK_BATCH_MS", _positive(int)),
     "sink_compact_every": ("COELHO_SINK_COMPACT_EVERY", _positive(int)),
     "sink_dedup_seconds": ("COELHO_SINK_DEDUP_SECONDS", _positive(int)),
+    "sink_retention_hours": ("COELHO_SINK_RETENTION_HOURS", _positive(int)),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}
