@@ -148,7 +148,9 @@ class Learner:
                         other.error = exc
         if isinstance(ticket.error, redis.RedisError):
             self._redis_failed(ticket.error)
-            raise Unavailable(f"Redis is unreachable: {ticket.error}") from ticket.error
+            unreachable = isinstance(ticket.error, redis.ConnectionError | redis.TimeoutError)
+            raise Unavailable(f"Redis is {'unreachable' if unreachable else 'failing'}: {ticket.error}") \
+                from ticket.error
         if ticket.error is not None:
             raise RuntimeError(f"logging the event failed: {ticket.error}") from ticket.error
         assert ticket.result is not None
@@ -156,7 +158,7 @@ class Learner:
 
     def _redis_failed(self, exc: redis.RedisError) -> None:
         if self.redis_error is None:
-            log.warning("%s learner: Redis is unreachable: %s", self.use_case.key, exc)
+            log.warning("%s learner: Redis fails: %s", self.use_case.key, exc)
         self.redis_error = f"{type(exc).__name__}: {exc}"[:300]
 
     def _redis_ok(self) -> None:
@@ -183,6 +185,15 @@ class Learner:
             ticket.result = result
 
     def _enqueue(self, batch: list[_Ticket], results: list[AppendResult]) -> None:
+        if any(r.accepted and r.seq <= self.accepted_seq for r in results):
+            # Redis went back (a machine crash lost its last acknowledged writes): the model is ahead of the
+            # log it learned from. Give the lease back; the next event takes it again and recovers from Redis.
+            log.error("%s learner: Redis lost acknowledged events (sequence back from %d to %d); recovering "
+                      "from what it holds", self.use_case.key, self.accepted_seq, min(r.seq for r in results))
+            self.lost.set()
+            self.state.release(self.holder)
+            self.lead_retry_at = 0.0
+            return
         for ticket, result in zip(batch, results, strict=True):
             if result.accepted:
                 contiguous = result.seq == self.accepted_seq + 1  # else a follower logged some: read the WAL
