@@ -167,7 +167,7 @@ def test_sql_stop_interrupts_the_running_query_which_answers_503(env, settings, 
     assert sql.terminate(signal.SIGTERM, group=True) == 0
     query.join()
     [answer] = answers
-    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1", answer.text
     assert "stopping" in answer.json()["error"]
     [line] = stop_lines(sql)
     assert "interrupted 1 running queries" in line

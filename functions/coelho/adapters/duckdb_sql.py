@@ -58,6 +58,11 @@ class SqlError(Exception):
         self.kind = kind
 
 
+def _stopping_error() -> SqlError:
+    """A query refused or interrupted because the function stops (the sender retries elsewhere)."""
+    return SqlError(503, "stopping", "the sql function is stopping: query interrupted; retry")
+
+
 @dataclass(frozen=True)
 class QueryResult:
     """Columns and JSON-ready rows; `truncated` when the query had more rows than returned."""
@@ -115,13 +120,15 @@ class SqlEngine:
         with self._running_lock:
             if self.stopping:
                 cursor.close()
-                raise SqlError(503, "stopping", "the sql function is stopping; retry")
+                raise _stopping_error()
             self._running.add(cursor)
         try:
             select = _single_select(cursor, text)
             self._require_data(use_case)
             cursor.execute(f"CREATE TEMP VIEW data AS FROM main.{TABLE_NAMES[use_case]}")
             return self._run(cursor, select, limit)
+        except duckdb.Error as exc:  # interrupted before the query itself started
+            raise self._failure(exc) from None
         finally:
             with self._running_lock:
                 self._running.discard(cursor)
@@ -196,6 +203,8 @@ class SqlEngine:
         timer = threading.Timer(self.limits.timeout_seconds, cursor.interrupt)
         timer.start()
         try:
+            if self.stopping:  # interrupted between statements: the interrupt found nothing running
+                raise _stopping_error()
             relation = cursor.sql(select)
             columns = list(relation.columns)
             batches, size, truncated = [], 0, False
@@ -207,9 +216,7 @@ class SqlEngine:
                     truncated = True
                     break
         except duckdb.Error as exc:
-            if self.stopping and isinstance(exc, duckdb.InterruptException):
-                raise SqlError(503, "stopping", "the sql function is stopping: query interrupted; retry") from None
-            raise _classified(exc, self.limits) from None
+            raise self._failure(exc) from None
         finally:
             timer.cancel()
         table = pa.Table.from_batches(batches, schema=reader.schema)
@@ -218,6 +225,13 @@ class SqlEngine:
         cells = [column.to_pylist() for column in table.columns]
         rows = [[json_value(value) for value in row] for row in zip(*cells, strict=True)] if cells else []
         return QueryResult(columns, rows, truncated)
+
+
+    def _failure(self, exc: duckdb.Error) -> SqlError:
+        """What a DuckDB error means for the request: 503 when the function's stop interrupted it."""
+        if self.stopping and isinstance(exc, duckdb.InterruptException):
+            return _stopping_error()
+        return _classified(exc, self.limits)
 
 
 def limits_from(settings: Settings) -> SqlLimits:
