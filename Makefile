@@ -16,6 +16,7 @@ DEBIAN_PACKAGES := postgresql podman runc mmdebstrap shellcheck
 QUICK ?=
 KAFKA ?=
 PROMETHEUS ?=
+MINUTES ?= 30
 
 # The function image (and the Spark image): one tag everywhere, the package's version (coelho.deploy.knative.IMAGE).
 # IMAGE_BASE: empty for the Containerfile's pinned official python:3.11-slim; `make image-base` builds a Debian one
@@ -23,7 +24,7 @@ PROMETHEUS ?=
 IMAGE_BASE ?=
 OFFLINE_BASE := localhost/coelho-base:bookworm-py311
 
-.PHONY: system up test bench lint install lock lock-check clean help image image-base manifests cluster cluster-down
+.PHONY: system up test bench soak lint install lock lock-check clean help image image-base manifests cluster cluster-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +57,9 @@ test: lock-check system $(STAMP)  ## lock check and lint, then the whole test su
 
 bench: $(STAMP)  ## benchmarks: prints a table, writes bench/results.json (QUICK=1 for a short run)
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
+
+soak: $(STAMP)  ## the three pipelines for MINUTES (30) through coelho up (KAFKA=1: via Kafka); bench/soak.json + PNGs
+	$(BIN)/python bench/soak.py --minutes $(MINUTES) $(if $(KAFKA),--kafka,)
 
 lint: $(STAMP)  ## ruff only
 	$(BIN)/ruff check functions eventing tests bench infra

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BASELINES", "METRICS_HELP", "Row", "drift_rows", "image_rows", "ingest_rows", "kafka_rows", "render",
-           "rounded", "rows", "sql_rows"]
+__all__ = ["BASELINES", "METRICS_HELP", "Row", "drift_rows", "image_rows", "ingest_rows", "kafka_rows",
+           "lifecycle_rows", "render", "rounded", "rows", "sql_rows"]
 
 MIB = 1024 * 1024
 EFFICIENCY_MIN = 0.7
@@ -21,6 +21,8 @@ SQL_RATIO_MAX = 1.5
 IMAGE_MAX_BYTES = 1.5 * 1024 * MIB
 IMAGE_COLD_START_MAX_S = 2.0
 IMAGE_COLD_START_RATIO_MAX = 1.5
+STOP_MAX_S = 2.0
+SUCCESSOR_LEAD_MAX_S = 2.0
 
 #: What each baseline is; stored in results.json under "baselines".
 BASELINES: dict[str, str] = {
@@ -54,6 +56,10 @@ BASELINES: dict[str, str] = {
     "process into a fresh local table: the Delta/Parquet write alone; sink_vs_raw and spark_vs_raw divide by it.",
     "drift.*.baseline": "River's PageHinkley (default parameters, mode 'up') fed the very same error values as the "
     "model's ADWIN monitor, on the same streams; detections are deterministic for the seeds (no machine noise).",
+    "lifecycle.<uc>.hello_stop_seconds": "the no-op hello-event function, given the same events and the same SIGTERM "
+    "to its master pid: what functions-framework and gunicorn take to stop with nothing to clean up.",
+    "lifecycle.<uc>.hello_ready_seconds": "Popen of a fresh hello-event to its first 2xx on the same CloudEvent: the "
+    "start-up part of successor_lead_seconds.",
 }
 
 METRICS_HELP = """\
@@ -105,6 +111,14 @@ alternate in rounds and each figure is its best round, the one least disturbed b
                            quick), learned in process: events from the change to the model's first detection;
                            false_per_100k on a stationary stream of 100k events (30k quick); baseline Page-Hinkley
                            on the same error values; target: every change detected
+  lifecycle.stop_seconds    a fresh <uc>-learn (MLflow on, sqlite store) given 2000 events (1000 quick), then SIGTERM
+                           to its master pid right after the last answer: signal to process exit (drain, final
+                           checkpoint, lease released, MLflow run ended and last version registered, gunicorn's own
+                           stop); hello_stop_seconds the same for hello-event; target <= 2 s
+  lifecycle.successor_lead_seconds
+                           Popen of the next <uc>-learn on the same state to its /status saying leader (an event
+                           posted as soon as it answers); hello_ready_seconds Popen to first 2xx of hello-event;
+                           target <= 2 s
 Targets are printed as PASS/FAIL; a FAIL never fails the process."""
 
 
@@ -250,6 +264,25 @@ def drift_rows(result: Mapping[str, Any]) -> list[Row]:
 
 def _events(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f} ev"
+
+
+def lifecycle_rows(result: Mapping[str, Any]) -> list[Row]:
+    """Two rows per learner: its stop, and how soon its successor leads."""
+    if "error" in result:
+        return [Row("lifecycle", "stop", "n/a", result["error"][:100], f"<= {STOP_MAX_S:g} s", False)]
+    table = []
+    for key, figures in result.items():
+        if not isinstance(figures, Mapping):
+            continue
+        table.append(Row(key, "stop (SIGTERM)", f"{figures['stop_seconds']:.2f} s",
+                         f"hello-event {figures['hello_stop_seconds']:.2f} s; clean-up in the worker "
+                         f"{figures['cleanup_seconds']:.2f} s after {result['events']:,} events",
+                         f"<= {STOP_MAX_S:g} s", figures["stop_seconds"] <= STOP_MAX_S))
+        table.append(Row(key, "successor leads", f"{figures['successor_lead_seconds']:.2f} s",
+                         f"hello-event first answer {figures['hello_ready_seconds']:.2f} s; lease "
+                         f"{result['lease_seconds']:g} s", f"<= {SUCCESSOR_LEAD_MAX_S:g} s",
+                         figures["successor_lead_seconds"] <= SUCCESSOR_LEAD_MAX_S))
+    return table
 
 
 def rounded(value: Any, digits: int = 4) -> Any:

@@ -1,5 +1,5 @@
 """COELHO benchmarks: learn throughput, predict latency, cold start, checkpoint cost, model quality, Kafka path,
-SQL, ingestion into Delta, drift detection quality.
+SQL, ingestion into Delta, drift detection quality, a learner's stop and its successor.
 
 Every figure is a ratio against (or sits next to) a baseline measured in the same run, on the same
 events, because the machine is small and shared. The run starts its own Valkey, function servers and
@@ -8,7 +8,7 @@ Progress goes to stderr, the table to stdout, everything to bench/results.json.
 
     .venv/bin/python bench/run.py [--quick] [--only KEY] [--skip-SECTION ...] [--SECTION-only ...]
 
-Sections after the use-case figures: kafka (kafka_e2e), sql, ingest, image, drift.
+Sections after the use-case figures: kafka (kafka_e2e), sql, ingest, image, drift, lifecycle.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from drift import drift_quality
 from image_bench import image_bench
 from ingest import ingest
 from kafka_e2e import kafka_e2e
+from lifecycle import lifecycle
 from report import (
     BASELINES,
     METRICS_HELP,
@@ -41,6 +42,7 @@ from report import (
     image_rows,
     ingest_rows,
     kafka_rows,
+    lifecycle_rows,
     render,
     rounded,
     rows,
@@ -93,6 +95,8 @@ SECTIONS = (
     Section("drift", "drift", "drift (detection delay, false detections; in process: no servers)",
             lambda r: drift_quality(r.keys, r.plan.drift_stationary_events, r.plan.drift_change_at,
                                     r.plan.drift_after, r.plan.drift_seeds), drift_rows),
+    Section("lifecycle", "lifecycle", "lifecycle (a learner's stop and its successor, of the --only use cases)",
+            lambda r: lifecycle(r.processes, r.plan, r.keys, seed=SEED + 4), lifecycle_rows),
 )
 
 

@@ -60,6 +60,7 @@ class Settings:
     mlflow_log_every: int = 1000
     mlflow_log_seconds: float = 10.0
     register_every: int = 10
+    stop_mlflow_seconds: float = 10.0
     spark_trigger: str = "5 seconds"
     spark_checkpoint_root: str | None = None
     sink_batch_rows: int = 500
@@ -67,6 +68,7 @@ class Settings:
     sink_compact_every: int = 100
     sink_dedup_seconds: int = 3600
     drift_sink: str | None = None
+    sink_retention_hours: int = 168
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -170,6 +172,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "mlflow_log_every": ("COELHO_MLFLOW_LOG_EVERY", _positive(int)),
     "mlflow_log_seconds": ("COELHO_MLFLOW_LOG_SECONDS", _positive(float)),
     "register_every": ("COELHO_REGISTER_EVERY", _positive(int)),
+    "stop_mlflow_seconds": ("COELHO_STOP_MLFLOW_SECONDS", _positive(float)),
     "spark_trigger": ("COELHO_SPARK_TRIGGER", str),
     "spark_checkpoint_root": ("COELHO_SPARK_CHECKPOINT_ROOT", str),
     "sink_batch_rows": ("COELHO_SINK_BATCH_ROWS", _positive(int)),
@@ -177,5 +180,6 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sink_compact_every": ("COELHO_SINK_COMPACT_EVERY", _positive(int)),
     "sink_dedup_seconds": ("COELHO_SINK_DEDUP_SECONDS", _positive(int)),
     "drift_sink": ("COELHO_DRIFT_SINK", str),
+    "sink_retention_hours": ("COELHO_SINK_RETENTION_HOURS", _positive(int)),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from starlette.testclient import TestClient
 
 from coelho.runtime.catalog import FUNCTIONS
-from coelho.runtime.services import close_all
+from coelho.runtime.lifecycle import LIFECYCLE
 from support import ROOT
 
 
@@ -65,4 +65,4 @@ def client(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[App
         return app.test_client() if isinstance(app, flask.Flask) else AsgiClient(app)
 
     yield build
-    close_all()
+    LIFECYCLE.close_all()

@@ -101,7 +101,7 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
             assert response.status_code in (200, 503), response.text
     finally:
         up.send_signal(signal.SIGINT)
-        up.wait(timeout=30)
+        up.wait(timeout=120)  # the learners' final checkpoint and MLflow registration, then MLflow and Valkey
         up.stdout.close()
     assert up.returncode == 0
     with socket.socket() as probe:

@@ -22,7 +22,7 @@ def _run(settings, model: OnlineModel, holder: str) -> int:
     """One run that registers `model` as a version, as a learner's close() does."""
     history = History(USE_CASES["eta"], settings, holder)
     history.started(model)
-    assert history.close(model, model.events_applied, settings.resolved_signing_key())
+    assert "FINISHED" in history.close(model, model.events_applied, settings.resolved_signing_key())
     assert history.last_version is not None
     return history.last_version
 

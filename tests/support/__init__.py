@@ -95,3 +95,26 @@ def wait_for(predicate: Any, timeout: float = 120.0, every: float = 0.2, what: s
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(every)
+
+
+def deliver(url: str, key: str, payload: dict[str, Any], session: Any = None, timeout: float = 120.0) -> list[int]:
+    """POST one event until a 2xx, as a KafkaSource retries; returns every status seen (0: no answer)."""
+    import time
+
+    import requests
+
+    headers, body = binary(make_event(key, payload))
+    http = session or requests
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = http.post(url, headers=headers, data=body, timeout=10)
+            seen.append(response.status_code)
+            if response.ok:
+                return seen
+            assert response.status_code >= 500, response.text  # a 4xx is never retried: it must not happen here
+        except requests.RequestException:
+            seen.append(0)
+        assert time.monotonic() < deadline, f"no 2xx after {seen}"
+        time.sleep(0.05)

@@ -68,6 +68,25 @@ class FunctionServer:
         assert self.process is not None
         os.killpg(self.process.pid, sig)
 
+    def terminate(self, sig: signal.Signals | None = None, group: bool = False, timeout: float = 120.0) -> int:
+        """Send `sig` (SIGTERM) to the gunicorn master only (as the kubelet does) or to the whole group; wait for it."""
+        assert self.process is not None
+        sig = sig or signal.SIGTERM
+        if group:
+            os.killpg(self.process.pid, sig)
+        else:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RuntimeError(f"{self.name} ignored {sig.name} for {timeout:.0f} s; log:\n"
+                               f"{self.log()[-3000:]}") from None
+
+    def log(self) -> str:
+        """What the server printed so far."""
+        return self.log_path.read_text()
+
     def stop(self) -> None:
         """Graceful stop (SIGTERM), then SIGKILL if it lingers."""
         if self.process is None or self.process.poll() is not None:

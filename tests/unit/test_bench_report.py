@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-MODULES = ("servers", "workload", "measure", "report", "kafka_e2e", "sql_bench")
+MODULES = ("servers", "workload", "measure", "report", "kafka_e2e", "sql_bench", "lifecycle", "soak_report", "soak")
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +175,54 @@ def test_synthetic_sql_rows_have_the_tfd_table_schema(bench: SimpleNamespace) ->
     table = bench.sql_bench.synthetic_tfd(1000, seed=1)
     assert table.schema == arrow_schema(layout_for(tfd.USE_CASE)) and table.num_rows == 1000
     assert len(set(table.column("merchant_id").to_pylist())) <= 200
+
+
+def test_lifecycle_rows_pass_at_two_seconds_and_sit_next_to_hello(bench: SimpleNamespace) -> None:
+    figures = {"stop_seconds": 2.0, "cleanup_seconds": 0.4, "successor_lead_seconds": 2.0,
+               "hello_stop_seconds": 0.7, "hello_ready_seconds": 0.9}
+    rows = bench.report.lifecycle_rows({"events": 2000, "lease_seconds": 10.0, "tfd": figures,
+                                        "eta": {**figures, "stop_seconds": 2.01, "successor_lead_seconds": 2.01}})
+    assert [(row.use_case, row.figure, row.ok) for row in rows] == [
+        ("tfd", "stop (SIGTERM)", True), ("tfd", "successor leads", True),
+        ("eta", "stop (SIGTERM)", False), ("eta", "successor leads", False)]
+    assert "hello-event 0.70 s; clean-up in the worker 0.40 s after 2,000 events" in rows[0].detail
+    assert "hello-event first answer 0.90 s; lease 10 s" in rows[1].detail
+    [row] = bench.report.lifecycle_rows({"error": "RuntimeError: no stop line"})
+    assert row.ok is False and row.measured == "n/a"
+
+
+def soak_sample(t: float, rss: float, used: float = 10.0, p99: float = 5.0, errors: int = 0) -> dict[str, Any]:
+    return {"t": t, "rss_mib": {"tfd-learn worker": rss}, "fds": {"tfd-learn worker": 20},
+            "valkey": {"used_memory_mib": used, "keys": 1000}, "wal": {"tfd": 4000},
+            "p99_ms": {"learn tfd-learn": p99}, "errors": {"refused tfd-learn": errors}}
+
+
+def test_soak_judges_growth_after_the_warm_up_bounds_latency_and_errors(bench: SimpleNamespace) -> None:
+    # Memory grows during the warm-up (caches, TTLs), then is flat: only the part after the warm-up is judged.
+    samples = [soak_sample(t, 100 + min(t, 600) / 10) for t in range(0, 1800, 30)]
+    verdicts = {v.series: v for v in bench.soak_report.judge(samples, 600, {"wal.tfd": 10_000})}
+    assert all(v.ok for v in verdicts.values()), [v for v in verdicts.values() if not v.ok]
+    assert set(verdicts) == {"rss tfd-learn worker", "valkey used_memory", "wal.tfd", "fds tfd-learn worker",
+                             "p99 learn tfd-learn", "errors"}
+    growing = [soak_sample(t, 100 + t / 60) for t in range(0, 1800, 30)]  # 60 MiB/h on about 120
+    assert not {v.series: v for v in bench.soak_report.judge(growing, 600, {})}["rss tfd-learn worker"].ok
+    slower = [soak_sample(t, 100, p99=5 if t < 1200 else 30) for t in range(0, 1800, 30)]
+    assert not {v.series: v for v in bench.soak_report.judge(slower, 600, {})}["p99 learn tfd-learn"].ok
+    failed = [soak_sample(t, 100, errors=int(t == 60)) for t in range(0, 1800, 30)]  # during the warm-up too
+    assert not {v.series: v for v in bench.soak_report.judge(failed, 600, {})}["errors"].ok
+    assert not bench.soak_report.judge(samples, 600, {"wal.tfd": 3_999})[2].ok
+
+
+def test_soak_window_p99_comes_from_histogram_deltas(bench: SimpleNamespace) -> None:
+    before = [(0.001, 10.0), (0.01, 10.0), (float("inf"), 10.0)]
+    after = [(0.001, 10.0), (0.01, 110.0), (float("inf"), 110.0)]  # 100 new requests, all within 1..10 ms
+    assert bench.soak.window_p99_ms(before, after) == pytest.approx(9.91)
+    assert bench.soak.window_p99_ms(after, after) is None
+
+
+@pytest.mark.parametrize("name", ["soak_report", "soak"])
+def test_docstring_examples(bench: SimpleNamespace, name: str) -> None:
+    import doctest
+
+    results = doctest.testmod(getattr(bench, name), optionflags=doctest.ELLIPSIS)
+    assert results.attempted and results.failed == 0

@@ -54,6 +54,14 @@ def storage_options(settings: Settings) -> dict[str, str] | None:
     return options
 
 
-def ensure_table(uri: str, schema: pa.Schema, options: dict[str, str] | None = None) -> DeltaTable:
-    """The Delta table at `uri`, created empty with `schema` if there is none, so every writer sees one schema."""
-    return DeltaTable.create(uri, schema=schema, mode="ignore", storage_options=options)
+def ensure_table(uri: str, schema: pa.Schema, options: dict[str, str] | None = None,
+                 retention_hours: int | None = None) -> DeltaTable:
+    """The Delta table at `uri`, created empty with `schema` if there is none, so every writer sees one schema.
+
+    `retention_hours` (when creating it): how long removed data files and log entries are kept (Delta's
+    `deletedFileRetentionDuration` and `logRetentionDuration`; its defaults are 7 and 30 days).
+    """
+    configuration = None if retention_hours is None else {
+        name: f"interval {retention_hours} hours"
+        for name in ("delta.deletedFileRetentionDuration", "delta.logRetentionDuration")}
+    return DeltaTable.create(uri, schema=schema, mode="ignore", storage_options=options, configuration=configuration)

@@ -10,7 +10,8 @@ PRAGMA can change anything.
 A query is checked by DuckDB's own parser: exactly one statement, of type SELECT (CTEs, subqueries,
 `FROM t` shorthand, DESCRIBE/SUMMARIZE/SHOW are SELECTs). It runs on its own cursor, where a temporary
 view `data` names the request's use case; a timer interrupts it at the timeout; the row limit is a
-LIMIT node on the parsed query's relation (never text pasted around the query).
+LIMIT node on the parsed query's relation (never text pasted around the query). When the function stops,
+`interrupt_all` interrupts the running queries, which answer 503 (to be retried elsewhere).
 
 >>> import tempfile
 >>> engine = SqlEngine({key: DeltaSnapshot(f"{tempfile.mkdtemp()}/{key}") for key in TABLE_NAMES}, SqlLimits())
@@ -57,6 +58,11 @@ class SqlError(Exception):
         self.kind = kind
 
 
+def _stopping_error() -> SqlError:
+    """A query refused or interrupted because the function stops (the sender retries elsewhere)."""
+    return SqlError(503, "stopping", "the sql function is stopping: query interrupted; retry")
+
+
 @dataclass(frozen=True)
 class QueryResult:
     """Columns and JSON-ready rows; `truncated` when the query had more rows than returned."""
@@ -83,6 +89,9 @@ class SqlEngine:
         self.sources = dict(sources)
         self.refresh_seconds = refresh_seconds
         self._loaded = {key: _Loaded() for key in self.sources}
+        self._running: set[duckdb.DuckDBPyConnection] = set()
+        self._running_lock = threading.Lock()
+        self.stopping = False
         self._db = duckdb.connect(":memory:", config={
             "python_enable_replacements": False,  # a query must never see the process's Python variables
             "autoinstall_known_extensions": False,
@@ -108,13 +117,36 @@ class SqlEngine:
     def query(self, use_case: str, text: str, limit: int) -> QueryResult:
         """Run one read-only SELECT against `data` (= the use case's table); at most `limit` rows."""
         cursor = self._db.cursor()
+        with self._running_lock:
+            if self.stopping:
+                cursor.close()
+                raise _stopping_error()
+            self._running.add(cursor)
         try:
             select = _single_select(cursor, text)
             self._require_data(use_case)
             cursor.execute(f"CREATE TEMP VIEW data AS FROM main.{TABLE_NAMES[use_case]}")
             return self._run(cursor, select, limit)
+        except duckdb.Error as exc:  # interrupted before the query itself started
+            raise self._failure(exc) from None
         finally:
+            with self._running_lock:
+                self._running.discard(cursor)
             cursor.close()
+
+    def running(self) -> int:
+        """How many queries run now."""
+        with self._running_lock:
+            return len(self._running)
+
+    def interrupt_all(self) -> int:
+        """The function stops: interrupt every running query (each answers 503) and refuse new ones; how many."""
+        with self._running_lock:
+            self.stopping = True
+            running = list(self._running)
+        for cursor in running:
+            cursor.interrupt()
+        return len(running)
 
     def describe(self, use_case: str) -> list[dict[str, Any]]:
         """Name, DuckDB type and nullability (from the table layout) of every column of the use case's table."""
@@ -171,6 +203,8 @@ class SqlEngine:
         timer = threading.Timer(self.limits.timeout_seconds, cursor.interrupt)
         timer.start()
         try:
+            if self.stopping:  # interrupted between statements: the interrupt found nothing running
+                raise _stopping_error()
             relation = cursor.sql(select)
             columns = list(relation.columns)
             batches, size, truncated = [], 0, False
@@ -182,7 +216,7 @@ class SqlEngine:
                     truncated = True
                     break
         except duckdb.Error as exc:
-            raise _classified(exc, self.limits) from None
+            raise self._failure(exc) from None
         finally:
             timer.cancel()
         table = pa.Table.from_batches(batches, schema=reader.schema)
@@ -191,6 +225,13 @@ class SqlEngine:
         cells = [column.to_pylist() for column in table.columns]
         rows = [[json_value(value) for value in row] for row in zip(*cells, strict=True)] if cells else []
         return QueryResult(columns, rows, truncated)
+
+
+    def _failure(self, exc: duckdb.Error) -> SqlError:
+        """What a DuckDB error means for the request: 503 when the function's stop interrupted it."""
+        if self.stopping and isinstance(exc, duckdb.InterruptException):
+            return _stopping_error()
+        return _classified(exc, self.limits)
 
 
 def limits_from(settings: Settings) -> SqlLimits:

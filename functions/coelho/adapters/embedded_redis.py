@@ -61,10 +61,10 @@ class EmbeddedValkey:
             return None
         return self.url
 
-    def start(self, timeout: float = 10.0) -> str:
-        """Start a new server (append-only file, fsync every second); returns and records its URL."""
+    def start(self, timeout: float = 10.0, port: int | None = None) -> str:
+        """Start a new server (append-only file, fsync every second) on `port` (a free one); returns its URL."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        port = find_free_port()
+        port = port or find_free_port()
         config = self.folder / "valkey.conf"
         config.write_text(CONFIG.format(port=port, folder=self.folder))
         self.process = subprocess.Popen(

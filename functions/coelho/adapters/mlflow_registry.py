@@ -1,11 +1,13 @@
 """MLflow as the models' history: runs, metrics, registered versions and the `champion` alias.
 
 Every call is synchronous and may raise (the caller buffers and retries, see
-`coelho.runtime.outbox`). Experiments are named after the use case's title, registered models
-`coelho-<use case>`; each version carries its candidate facts as tags (`coelho.score`,
-`coelho.window`, `coelho.events_applied`, watermarks), from which `coelho.core.champion` picks
-the version the `champion` alias points to. Model bytes are the HMAC-signed blob, verified at
-every load.
+`coelho.runtime.outbox`), so every call is safe to repeat: a retry after an answer lost to a server
+restart finds the experiment, the run (by its `coelho.holder` tag) or the version (by its source)
+that the first attempt created instead of creating a second one. Experiments are named after the use
+case's title, registered models `coelho-<use case>`; each version carries its candidate facts as tags
+(`coelho.score`, `coelho.window`, `coelho.events_applied`, watermarks), from which
+`coelho.core.champion` picks the version the `champion` alias points to. Model bytes are the
+HMAC-signed blob, verified at every load.
 """
 
 from __future__ import annotations
@@ -80,15 +82,23 @@ class MlflowRegistry:
                 self._experiment_id = found.experiment_id
             else:
                 location = (self.artifact_root / self.use_case.key).as_uri() if self.local else None
-                self._experiment_id = self.client.create_experiment(
-                    title, artifact_location=location, tags={"coelho.use_case": self.use_case.key})
+                try:
+                    self._experiment_id = self.client.create_experiment(
+                        title, artifact_location=location, tags={"coelho.use_case": self.use_case.key})
+                except MlflowException as exc:  # created meanwhile, by another learner or a lost attempt
+                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    self._experiment_id = self.client.get_experiment_by_name(title).experiment_id
         return self._experiment_id
 
     def start_run(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        """Create a run with its params and lineage tags; returns its id."""
-        run = self.client.create_run(self.experiment_id(), run_name=run_name, tags=dict(tags))
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-        return run.info.run_id
+        """Create a run with its params and lineage tags (or find the one of this `coelho.holder`); its id."""
+        holder = tags["coelho.holder"]
+        found = self.client.search_runs([self.experiment_id()], f"tags.`coelho.holder` = '{holder}'", max_results=1)
+        run_id = found[0].info.run_id if found else \
+            self.client.create_run(self.experiment_id(), run_name=run_name, tags=dict(tags)).info.run_id
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        return run_id
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int, timestamp_ms: int) -> None:
         """One batch of metric values at `step`."""
@@ -116,8 +126,11 @@ class MlflowRegistry:
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        version = self.client.create_model_version(
-            self.name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id, tags=dict(tags))
+        source = f"runs:/{run_id}/{artifact_path}"
+        for existing in self.client.search_model_versions(f"name='{self.name}' and run_id='{run_id}'"):
+            if existing.source == source:  # registered by an attempt whose answer was lost
+                return int(existing.version)
+        version = self.client.create_model_version(self.name, source=source, run_id=run_id, tags=dict(tags))
         return int(version.version)
 
     def candidates(self) -> list[Candidate]:

@@ -207,10 +207,13 @@ class RedisState:
         keys = [self.key("fence"), self.key("ckpt"), self.key("ckpt:meta"), self.key("wal")]
         return bool(self._checkpoint(keys=keys, args=[token, blob, json.dumps(flat), trim_below]))
 
-    def checkpoint_seq(self) -> int | None:
-        """Sequence number of the stored checkpoint, if any (cheap)."""
-        value = self.client.hget(self.key("ckpt:meta"), "seq")
-        return int(value) if value is not None else None
+    def heads(self) -> tuple[int | None, int]:
+        """The stored checkpoint's sequence number (None: no checkpoint) and the last accepted one: one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(self.key("ckpt:meta"), "seq")
+        pipe.get(self.key("seq"))
+        checkpoint, last = pipe.execute()
+        return (int(checkpoint) if checkpoint is not None else None), int(last or 0)
 
     def read_checkpoint(self) -> Checkpoint | None:
         """The stored checkpoint with its metadata, read consistently."""

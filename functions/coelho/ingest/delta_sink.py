@@ -18,7 +18,9 @@ Idempotency:
   One writer per table (the function runs with one replica).
 
 Every `COELHO_SINK_COMPACT_EVERY` commits the table is compacted (`optimize.compact`) and files removed
-more than a week ago are vacuumed.
+more than `COELHO_SINK_RETENTION_HOURS` ago (a week by default) are vacuumed; the table's log keeps entries
+that long too. Each commit leaves a data file and a log entry on disk until then, so a lone sequential
+sender (one commit per event) makes about as many files per hour as events: the retention is their bound.
 """
 
 from __future__ import annotations
@@ -52,8 +54,6 @@ COMMIT_ATTEMPTS = 3
 ACK_TIMEOUT_S = 30.0
 #: After a commit, how long to wait for the senders it answered before writing a smaller batch.
 LINGER_S = 0.005
-#: Files removed by compaction are deleted after this many hours (Delta's default retention).
-VACUUM_RETENTION_HOURS = 168
 
 
 class SinkUnavailable(RuntimeError):
@@ -111,7 +111,8 @@ class DeltaWriter:
         self.app_id = f"coelho-delta-sink-{use_case.key}-{uuid.uuid4().hex}"
         self.arrivals = arrivals or Arrivals()
         self.stats = {"rows": 0, "commits": 0, "duplicates": 0, "retries": 0, "compactions": 0, "failures": 0}
-        self._table = ensure_table(self.uri, self.schema, self.options)
+        self.retention_hours = settings.sink_retention_hours
+        self._table = ensure_table(self.uri, self.schema, self.options, self.retention_hours)
         self._version = 0
         self._committed: OrderedDict[tuple[str, str], float] = OrderedDict()  # key → commit time (monotonic)
         self._pending: dict[tuple[str, str], tuple[dict[str, Any], _Waiter]] = {}
@@ -156,12 +157,14 @@ class DeltaWriter:
         """False once `close` was called."""
         return not self._closed
 
-    def close(self) -> None:
-        """Write what is queued, then stop the writer thread."""
+    def close(self) -> int:
+        """Commit what is queued (its senders get their answer), stop the writer thread; returns how many events."""
         with self._cond:
             self._closed = True
+            pending = len(self._pending)
             self._cond.notify()
         self._thread.join(ACK_TIMEOUT_S)
+        return pending
 
     def _due(self, now: float) -> bool:
         if not self._pending:
@@ -249,7 +252,7 @@ class DeltaWriter:
         try:
             self._table.update_incremental()
             metrics = self._table.optimize.compact()
-            self._table.vacuum(VACUUM_RETENTION_HOURS, dry_run=False)
+            self._table.vacuum(self.retention_hours, dry_run=False, enforce_retention_duration=False)
             self.stats["compactions"] += 1
             log.info("%s compacted: %s", self.uri, metrics)
         except Exception as exc:  # noqa: BLE001 - compaction is an optimisation: the next one tries again

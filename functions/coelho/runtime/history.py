@@ -34,8 +34,6 @@ __all__ = ["History", "open_registry", "scalar_metrics"]
 
 log = logging.getLogger(__name__)
 
-#: How long `close` waits for queued MLflow work before giving up on it.
-CLOSE_TIMEOUT_S = 10.0
 #: Longest MLflow parameter value.
 PARAM_MAX = 6000
 
@@ -229,15 +227,25 @@ class History:
         self.outbox.submit(register)
         self.outbox.submit(elect)
 
-    def close(self, model: OnlineModel | None, seq: int, signing_key: bytes) -> bool:
-        """Register the final model, end the run and wait (bounded) for MLflow; False if work was left."""
+    def close(self, model: OnlineModel | None, seq: int, signing_key: bytes) -> str:
+        """Register the final model, end the run as FINISHED and wait for MLflow, at most `stop_mlflow_seconds`.
+
+        Returns what happened, in a few words (what is still queued then is lost; the model is safe in Redis).
+        """
         if self.outbox.closed:
-            return self.outbox.status()["pending"] == 0
-        if model is not None and self.run_requested:
+            return "MLflow closed already"
+        if not self.run_requested:
+            self.outbox.close(0)
+            return "no MLflow run"
+        if model is not None:
             self.register(dumps_signed(model, signing_key), model, seq)
-        if self.run_requested:
-            self.outbox.submit(lambda: self.registry().end_run(self._run()))
-        return self.outbox.close(CLOSE_TIMEOUT_S)
+        self.outbox.submit(lambda: self.registry().end_run(self._run()))
+        if self.outbox.close(self.settings.stop_mlflow_seconds):
+            version = f"last version {self.last_version}" if self.last_version else "no version registered"
+            return f"MLflow run {self.run_id} FINISHED, {version}"
+        left = self.outbox.status()
+        return (f"MLflow: {left['pending']} job(s) not delivered within {self.settings.stop_mlflow_seconds:g} s "
+                f"({left['last_error']})")
 
     def _run(self) -> str:
         if self.run_id is None:

@@ -46,6 +46,10 @@ MANIFESTS = Path("eventing/knative")
 #: Events per second per producer: the original system's rates (≈3.6, 1.8 and 7-10 events/s).
 DEFAULT_RATES = {"tfd": 3.6, "eta": 1.8, "ecci": 8.0}
 
+#: How long the children get to stop after SIGTERM before SIGKILL: gunicorn's own graceful timeout (30 s)
+#: and then some; a learner's stop (drain, final checkpoint, COELHO_STOP_MLFLOW_SECONDS for MLflow) fits.
+STOP_TIMEOUT_S = 40.0
+
 
 def function_target(spec: FunctionSpec, port: int) -> ScrapeTarget:
     """How Prometheus scrapes a function on 127.0.0.1:`port`, labelled as the cluster's PodMonitor labels it."""
@@ -193,7 +197,7 @@ class Platform:
         for _, child in reversed(self.children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + STOP_TIMEOUT_S
         for name, child in reversed(self.children):
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))

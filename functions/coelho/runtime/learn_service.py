@@ -3,7 +3,8 @@
 A learn target is an `@functions_framework.aio.http` function that hands its request to the entry
 module's `LearnTargets`, which makes the `LearnService` of that target on first use (after the server
 forked; the use case is the target's prefix, `tfd_learn` → `tfd`), whose learner is built on the first
-event or status request. Routes and errors: `coelho.runtime.asgi`.
+event or status request. Routes and errors: `coelho.runtime.asgi`. When the process stops
+(`coelho.runtime.lifecycle`), the service closes its learner: final checkpoint, lease, MLflow run.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from starlette.responses import Response
 from coelho.config import Settings
 from coelho.runtime import telemetry
 from coelho.runtime.asgi import CloudEventEndpoint, Rejected
-from coelho.runtime.learner import Learner
-from coelho.runtime.services import close_at_exit, event_payload, open_state, target_use_case
+from coelho.runtime.learner import Learner, Unavailable
+from coelho.runtime.lifecycle import LIFECYCLE, RETRY_AFTER_S
+from coelho.runtime.services import event_payload, open_state, target_use_case
 
 __all__ = ["LearnService", "LearnTargets"]
 
@@ -38,14 +40,15 @@ class LearnService:
         self.name = name
         self.settings = settings
         self.use_case = target_use_case(name)
-        self.endpoint = CloudEventEndpoint(name, settings.max_event_bytes, self.accept, self.status)
+        self.endpoint = CloudEventEndpoint(name, settings.max_event_bytes, self.accept, self.status, self.health)
         self.counters = {outcome: telemetry.EVENTS.labels(name, outcome)
-                         for outcome in ("accepted", "duplicate", "rejected")}
+                         for outcome in ("accepted", "duplicate", "rejected", "unavailable")}
         self.seconds = telemetry.LEARN_SECONDS.labels(name)
         self.version = telemetry.MODEL_VERSION.labels(name)
         self._learner: Learner | None = None
         self.status_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-status")
         telemetry.watch(self)
+        LIFECYCLE.on_stop(name, self.stop)
 
     async def respond(self, request: Request) -> Response:
         """Answer one request: a CloudEvent to learn, or GET /status, /metrics, /healthz."""
@@ -55,8 +58,12 @@ class LearnService:
         """The use case's learner, built on first use (it connects to Redis)."""
         if self._learner is None:
             state = open_state(self.settings, self.use_case)
-            self._learner = close_at_exit(Learner(self.use_case, state, self.settings))
+            self._learner = Learner(self.use_case, state, self.settings)
         return self._learner
+
+    def stop(self) -> str:
+        """Close the learner, if one was built; returns what it did."""
+        return self._learner.close() if self._learner is not None else "no event received: nothing to clean up"
 
     async def accept(self, event: CloudEvent, body: bytes | None) -> None:
         """Log one CloudEvent (or recognise a duplicate); `Rejected` 422 when invalid, an error when Redis is down.
@@ -75,10 +82,14 @@ class LearnService:
                         "; ".join(f"{p.field} {p.message}" for p in problems))
             raise Rejected(422, "invalid event", problems)
         learner, source, event_id = self.learner(), event["source"], event["id"]
-        if learner.quick:
-            result = learner.handle(source, event_id, data, body)
-        else:
-            result = await asyncio.to_thread(learner.handle, source, event_id, data, body)
+        try:
+            if learner.quick:
+                result = learner.handle(source, event_id, data, body)
+            else:
+                result = await asyncio.to_thread(learner.handle, source, event_id, data, body)
+        except Unavailable as exc:
+            self.counters["unavailable"].inc()
+            raise Rejected(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
         self.counters["accepted" if result.accepted else "duplicate"].inc()
         self.seconds.observe(time.perf_counter() - started)
         if result.accepted:
@@ -92,6 +103,10 @@ class LearnService:
         """
         return await asyncio.get_running_loop().run_in_executor(self.status_thread, self.learner().status)
 
+    async def health(self) -> dict[str, Any]:
+        """Readiness: Redis answers (from the status thread: a ping may wait for its timeout)."""
+        return await asyncio.get_running_loop().run_in_executor(self.status_thread, self.learner().health)
+
 
     def metric_samples(self) -> Iterator[telemetry.Sample]:
         """The learner's state metrics (none before it is built)."""
@@ -104,6 +119,7 @@ class LearnTargets:
 
     def __init__(self) -> None:
         self.services: dict[str, LearnService] = {}
+        LIFECYCLE.install()
 
     async def respond(self, target: str, request: Request) -> Response:
         """Answer one request to `target`."""

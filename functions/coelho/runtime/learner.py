@@ -9,7 +9,8 @@ is in flight (and, when events stop coming, from the background loop within a fr
 second, which also picks up what followers logged). So two pods, or two workers of one pod,
 both accept, while exactly one model learns. A crash after the append loses nothing (recovery
 replays the log), a redelivery is a no-op (the dedup marker exists), and checkpoints every N
-events or T seconds bound the replay.
+events or T seconds bound the replay. While Redis is unreachable nothing can be accepted: `handle`
+raises `Unavailable` (the sender retries), `status()` says so, and the learner goes on once it is back.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from coelho.runtime.drift_events import DriftNotifier
 from coelho.runtime.history import History
 from coelho.runtime.recovery import Replica
 
-__all__ = ["Learner", "NotLeader"]
+__all__ = ["Learner", "NotLeader", "Unavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,10 @@ class _Ticket:
 
 class NotLeader(RuntimeError):
     """This learner does not hold the model's lease (it cannot checkpoint)."""
+
+
+class Unavailable(RuntimeError):
+    """Redis is unreachable: the event was not accepted (the sender retries)."""
 
 
 class Learner:
@@ -103,6 +108,7 @@ class Learner:
         self.lead_retry_at = 0.0
         self.published_seq = -1
         self.accepted_at = 0.0
+        self.redis_error: str | None = None  # why the last Redis call failed, while it is unreachable
         self.history = History(use_case, settings, self.holder) if settings.mlflow else None
         self.drift_events = DriftNotifier(use_case.key, state, settings.drift_sink) if settings.drift_sink else None
 
@@ -141,14 +147,29 @@ class Learner:
                     batch, self.queued = self.queued, []
                 try:
                     self._commit(batch)
-                except Exception as exc:
+                    self._redis_ok()
+                except Exception as exc:  # every event of the batch fails alike; each caller raises below
                     for other in batch:
                         other.error = exc
-                    raise
+        if isinstance(ticket.error, redis.RedisError):
+            self._redis_failed(ticket.error)
+            unreachable = isinstance(ticket.error, redis.ConnectionError | redis.TimeoutError)
+            raise Unavailable(f"Redis is {'unreachable' if unreachable else 'failing'}: {ticket.error}") \
+                from ticket.error
         if ticket.error is not None:
             raise RuntimeError(f"logging the event failed: {ticket.error}") from ticket.error
         assert ticket.result is not None
         return ticket.result
+
+    def _redis_failed(self, exc: redis.RedisError) -> None:
+        if self.redis_error is None:
+            log.warning("%s learner: Redis fails: %s", self.use_case.key, exc)
+        self.redis_error = f"{type(exc).__name__}: {exc}"[:300]
+
+    def _redis_ok(self) -> None:
+        if self.redis_error is not None:
+            log.info("%s learner: Redis answers again", self.use_case.key)
+            self.redis_error = None
 
     def _commit(self, batch: list[_Ticket]) -> None:
         """Log `batch` (under `lock`): fenced as the leader, which queues the events for learning."""
@@ -169,6 +190,15 @@ class Learner:
             ticket.result = result
 
     def _enqueue(self, batch: list[_Ticket], results: list[AppendResult]) -> None:
+        if any(r.accepted and r.seq <= self.accepted_seq for r in results):
+            # Redis went back (a machine crash lost its last acknowledged writes): the model is ahead of the
+            # log it learned from. Give the lease back; the next event takes it again and recovers from Redis.
+            log.error("%s learner: Redis lost acknowledged events (sequence back from %d to %d); recovering "
+                      "from what it holds", self.use_case.key, self.accepted_seq, min(r.seq for r in results))
+            self.lost.set()
+            self.state.release(self.holder)
+            self.lead_retry_at = 0.0
+            return
         for ticket, result in zip(batch, results, strict=True):
             if result.accepted:
                 contiguous = result.seq == self.accepted_seq + 1  # else a follower logged some: read the WAL
@@ -230,6 +260,8 @@ class Learner:
         now = time.monotonic()
         if now < self.lead_retry_at:
             return False
+        if self.stopping.is_set():
+            return False  # closed: never lead again (the renewer may still be finishing its last round)
         self.recovering = True  # first: `quick` must not see the new retry time before the attempt is over
         try:
             self.lead_retry_at = now + self.settings.lease_seconds / 3
@@ -300,8 +332,14 @@ class Learner:
             self._idle_drain()
             if time.monotonic() < renew_at:
                 continue
+            try:
+                renewed = self.state.renew(self.holder, self.ttl_ms)
+            except redis.RedisError as exc:  # while Redis is away: try again every idle round
+                self._redis_failed(exc)
+                continue
+            self._redis_ok()
             renew_at = time.monotonic() + period
-            if not self.state.renew(self.holder, self.ttl_ms):
+            if not renewed:
                 self.lost.set()
                 continue
             self._idle_checkpoint()
@@ -313,7 +351,7 @@ class Learner:
         try:
             self._lead()
         except redis.RedisError as exc:
-            log.warning("%s follower could not reach Redis: %s", self.use_case.key, exc)
+            self._redis_failed(exc)
         finally:
             self.lock.release()
 
@@ -329,7 +367,7 @@ class Learner:
             if quiet and self.replica.seq != self.published_seq:
                 self.publish_status()
         except redis.RedisError as exc:
-            log.warning("%s idle drain failed: %s", self.use_case.key, exc)
+            self._redis_failed(exc)
         finally:
             self.lock.release()
 
@@ -340,7 +378,9 @@ class Learner:
             due = time.monotonic() - self.checkpoint_at >= self.settings.checkpoint_seconds
             if self.token and self.replica.model is not None and self.replica.seq > self.checkpoint_seq and due:
                 self.checkpoint()
-        except (NotLeader, redis.RedisError) as exc:
+        except redis.RedisError as exc:
+            self._redis_failed(exc)
+        except NotLeader as exc:
             log.warning("%s idle checkpoint failed: %s", self.use_case.key, exc)
         finally:
             self.model_lock.release()
@@ -407,6 +447,7 @@ class Learner:
                 "last_checkpoint": self.last_checkpoint,
                 "mlflow": self._history_status(),
                 "drift_events": self.drift_events.status() if self.drift_events else {"enabled": False},
+                "redis": self._redis_status(),
                 "updated_at": datetime.now(UTC).isoformat(),
                 **(model.status() if model is not None else {"events_applied": 0, "metrics": {}}),
             }
@@ -415,30 +456,63 @@ class Learner:
 
     def _published_status(self) -> dict[str, Any]:
         """The leader's status as last published, as this (non-leading) learner relays it."""
-        published = self.state.read_status()
+        try:
+            published = self.state.read_status()
+        except redis.RedisError as exc:
+            self._redis_failed(exc)
+            published = {}
         return {"use_case": self.use_case.key, "model_version": 0, "events_applied": 0, "metrics": {},
                 **published, "role": "learner", "leader": False, "holder": self.holder,
-                "leader_holder": published.get("holder"), "mlflow": self._history_status()}
+                "leader_holder": published.get("holder"), "mlflow": self._history_status(),
+                "redis": self._redis_status()}
 
     def _history_status(self) -> dict[str, Any]:
         return self.history.status() if self.history is not None else {"enabled": False}
 
-    def close(self) -> None:
-        """Apply what was accepted, checkpoint if anything is pending, release the lease, stop the threads."""
+    def _redis_status(self) -> dict[str, Any]:
+        return {"ok": self.redis_error is None, "error": self.redis_error}
+
+    def health(self) -> dict[str, Any]:
+        """Ready while Redis answers: without it no event can be accepted (`ok`, and why not)."""
+        try:
+            self.state.client.ping()
+            self._redis_ok()
+        except redis.RedisError as exc:
+            self._redis_failed(exc)
+        return {"ok": self.redis_error is None, "redis": self._redis_status()}
+
+    def close(self) -> str:
+        """Learn what was accepted, write the final checkpoint, release the lease, end the MLflow run (bounded).
+
+        Returns what it did, in a few words, for the stop's log line.
+        """
         self.stopping.set()
+        done: list[str] = []
         with self.lock:
             if self.token is not None:
-                self.drain()
                 try:
+                    learned = self.drain()
                     with self.model_lock:
-                        if self.replica.seq > self.checkpoint_seq:
+                        seq = self.replica.seq
+                        if seq > self.checkpoint_seq:
                             self.checkpoint()
+                            learned_now = f" (the last {learned} events learned on the way)" if learned else ""
+                            done.append(f"final checkpoint at seq {seq}{learned_now}")
+                        else:
+                            done.append(f"checkpoint at seq {seq} was current")
+                        self.publish_status()  # predictors, followers and the UI see the final state
                     self.state.release(self.holder)
+                    done.append("lease released")
                 except (NotLeader, redis.RedisError) as exc:
                     log.warning("%s learner closed without a final checkpoint: %s", self.use_case.key, exc)
+                    done.append(f"no final checkpoint ({exc}); the successor replays the log")
                 self.token = None
+            else:
+                done.append("a follower: nothing to checkpoint")
             if self.history is not None:
                 with self.model_lock:
-                    self.history.close(self.replica.model, self.replica.seq, self.signing_key)
+                    done.append(self.history.close(self.replica.model, self.replica.seq, self.signing_key))
             if self.drift_events is not None:
                 self.drift_events.close(DRIFT_EVENTS_CLOSE_S)
+                done.append("drift events sent")
+        return ", ".join(done)

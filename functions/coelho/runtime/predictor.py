@@ -9,6 +9,10 @@ predictor serves the MLflow champion instead (`model_source: "mlflow"`, `model_v
 registered version), looked up at most every `CHAMPION_REFRESH_S` and cached by version. It
 never serves a model that has not learned anything: with no model anywhere it answers "no
 model" with the reason.
+
+While Redis is unreachable the predictor keeps answering from the model it holds, marked
+`stale: true` with `replica_age_seconds` (how long since it last caught up); only without any
+model does it refuse, naming Redis.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+import redis
 
 from coelho.adapters.redis_state import RedisState
 from coelho.config import Settings
@@ -83,37 +89,56 @@ class Predictor:
         self.refresh_s = settings.predict_refresh_ms / 1000
         self.lock = threading.Lock()
         self.refreshed_at = float("-inf")
+        self.current_at: float | None = None  # when the replica last caught up with Redis
+        self.redis_error: str | None = None  # why the last refresh failed, while Redis is unreachable
 
     def predict(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """Prediction fields plus `model_version` and `model_source`."""
+        """Prediction fields plus `model_version` and `model_source` (and `stale` while Redis is unreachable)."""
         with self.lock:
             now = time.monotonic()
             if now - self.refreshed_at >= self.refresh_s:
-                self.refresh()
                 self.refreshed_at = now
+                try:
+                    self.refresh()
+                    self.current_at, self.redis_error = now, None
+                except redis.RedisError as exc:
+                    if self.redis_error is None:
+                        log.warning("%s predictor: Redis unreachable, answering from the model held: %s",
+                                    self.use_case.key, exc)
+                    self.redis_error = f"{type(exc).__name__}: {exc}"[:300]
             model = self.replica.model
             if model is None or model.events_applied == 0:
                 return self._from_champion(payload)
-            return {
-                **model.predict(payload),
-                "model_version": self.replica.seq,
-                "model_source": "live",
-            }
+            answer = {**model.predict(payload), "model_version": self.replica.seq, "model_source": "live"}
+            if self.redis_error is not None and self.current_at is not None:
+                answer.update(stale=True, replica_age_seconds=round(now - self.current_at, 3))
+            return answer
 
     def _from_champion(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         champion = self.champion.get()
         if champion is None:
+            if self.redis_error is not None:
+                raise NoModel(f"Redis is unreachable ({self.redis_error}) and this predictor holds no "
+                              f"{self.use_case.key} model; no MLflow champion either: {self.champion.reason}")
             raise NoModel(f"no {self.use_case.key} model has learned any event yet and there is no MLflow "
                           f"champion to serve: {self.champion.reason}")
-        return {**champion.model.predict(payload), "model_version": champion.version, "model_source": "mlflow"}
+        answer = {**champion.model.predict(payload), "model_version": champion.version, "model_source": "mlflow"}
+        if self.redis_error is not None:
+            answer["stale"] = True  # Redis may hold a newer model: it could not be asked
+        return answer
 
     def refresh(self) -> int:
-        """Bring the replica up to the newest accepted event; returns events replayed."""
+        """Bring the replica up to the newest accepted event; returns events replayed.
+
+        When Redis holds no model any more (flushed, or a new one), the replica is dropped and the champion
+        served; when its log went back (a learner started over on an emptied Redis), the replica reloads.
+        """
         replica = self.replica
-        checkpoint_seq = replica.state.checkpoint_seq()
+        checkpoint_seq, last_seq = replica.state.heads()
         if checkpoint_seq is None:
+            replica.model, replica.seq = None, 0
             return 0
-        if replica.model is None or checkpoint_seq > replica.seq + RELOAD_GAP:
+        if replica.model is None or checkpoint_seq > replica.seq + RELOAD_GAP or last_seq < replica.seq:
             replica.load_checkpoint()
         try:
             return replica.catch_up()
@@ -122,13 +147,32 @@ class Predictor:
             return replica.catch_up()
 
     def status(self) -> dict[str, Any]:
-        """The replica's version and the learner's published status."""
+        """The replica's version, whether Redis answers, and the learner's published status."""
         with self.lock:
-            return {
+            status = {
                 "use_case": self.use_case.key,
                 "role": "predictor",
                 "model_version": self.replica.seq,
                 "champion": {"version": self.champion.champion.version if self.champion.champion else None,
                              "reason": None if self.champion.champion else self.champion.reason},
-                "learner": self.replica.state.read_status(),
             }
+        try:
+            learner = self.replica.state.read_status()
+            redis_status: dict[str, Any] = {"ok": True}
+        except redis.RedisError as exc:
+            learner, redis_status = {}, {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        if self.current_at is not None:
+            redis_status["replica_age_seconds"] = round(time.monotonic() - self.current_at, 3)
+        return {**status, "redis": redis_status, "learner": learner}
+
+    def health(self) -> dict[str, Any]:
+        """Ready unless it can do nothing: Redis unreachable and no model held (`ok`), with the reasons."""
+        try:
+            self.replica.state.client.ping()
+            error = None
+        except redis.RedisError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        model = self.replica.model
+        holds_model = (model is not None and model.events_applied > 0) or self.champion.champion is not None
+        return {"ok": error is None or holds_model, "redis": {"ok": error is None, "error": error},
+                "holds_model": holds_model}

@@ -7,17 +7,19 @@ That sets the request-size limit, JSON error handlers and the operational routes
 metrics, and returns the object whose `handle` the decorated target calls. The use case is the
 target's prefix (`tfd_predict` → `tfd`). The learn functions are ASGI targets
 (`coelho.runtime.learn_service`); both kinds share the helpers here.
+
+Every service takes part in the process's stop (`coelho.runtime.lifecycle`): while it drains, requests
+but `GET /status` and `/metrics` get a JSON 503 with `Retry-After`, and its `stop` hook says what it did.
 """
 
 from __future__ import annotations
 
-import concurrent.futures.thread  # noqa: F401 - registers its exit hook before ours
 import json
 import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn
 
 import flask
 from cloudevents import exceptions as ce_errors
@@ -33,40 +35,16 @@ from coelho.core.schema import Problem
 from coelho.core.usecase import UseCase
 from coelho.runtime import telemetry
 from coelho.runtime.asgi import problem_body
+from coelho.runtime.lifecycle import LIFECYCLE, RETRY_AFTER_S, Draining
 from coelho.runtime.predictor import NoModel, Predictor
 from coelho.runtime.telemetry import PredictionMetrics, RequestMetrics, Sample
 
-__all__ = ["PredictService", "Service", "SinkService", "close_all", "close_at_exit", "event_payload", "open_state",
-           "reject", "target_use_case"]
+__all__ = ["PredictService", "Service", "SinkService", "event_payload", "open_state", "reject", "target_use_case"]
 
 log = logging.getLogger("coelho.functions")
 
-
-class Closable(Protocol):
-    def close(self) -> None: ...
-
-
-ClosableT = TypeVar("ClosableT", bound=Closable)
-_open: list[Closable] = []
-
-
-def close_at_exit(resource: ClosableT) -> ClosableT:
-    """Close `resource` when the process exits (learners checkpoint, Delta writers flush)."""
-    _open.append(resource)
-    return resource
-
-
-def close_all() -> None:
-    """Checkpoint and release every learner, and flush every Delta writer, this process started (runs at exit)."""
-    while _open:
-        _open.pop().close()
-
-
-# A learner's last checkpoint and MLflow registration need concurrent.futures (MLflow uploads with a thread
-# pool), which refuses new work once the interpreter starts exiting — before plain `atexit` hooks run. So
-# close everything from threading's exit hooks instead, which run first and in reverse order of registration:
-# registered after concurrent.futures' own, ours runs before it.
-threading._register_atexit(close_all)  # type: ignore[attr-defined]
+#: Requests that are answered while the function stops.
+OPERATIONAL_PATHS = ("/status", "/metrics")
 
 
 def reject(status: int, error: str, problems: Iterable[Problem] = (), **headers: str) -> NoReturn:
@@ -90,10 +68,15 @@ class Service:
         app.after_request(self._count_request)
         app.register_error_handler(400, _json_http_error)
         app.register_error_handler(413, _json_http_error)
+        app.register_error_handler(500, _json_http_error)  # never the framework's text page
         app.register_error_handler(ce_errors.GenericException, _malformed_cloudevent)
         app.add_url_rule("/status", "coelho_status", self._status_view, methods=["GET"])
         app.add_url_rule("/metrics", "coelho_metrics", _metrics_view, methods=["GET"])
-        app.add_url_rule("/healthz", "coelho_healthz", lambda: {"ok": True}, methods=["GET"])
+        app.add_url_rule("/healthz", "coelho_healthz", self._healthz_view, methods=["GET"])
+        app.before_request(self._admit)
+        app.teardown_request(self._release)
+        LIFECYCLE.install()
+        LIFECYCLE.on_stop(self.name, self.stop, self.begin_stop)
 
     @classmethod
     def mount(cls, app: flask.Flask, settings: Settings | None = None) -> Any:
@@ -117,6 +100,34 @@ class Service:
             request = flask.request
             self.requests.observe(request.path, request.method, response.status_code, time.perf_counter() - started)
         return response
+
+    def health(self) -> dict[str, Any]:
+        """Readiness: `ok` unless the function cannot do its job (GET /healthz answers 503 then)."""
+        return {"ok": True}
+
+    def _healthz_view(self) -> tuple[dict[str, Any], int]:
+        health = self.health()
+        return health, 200 if health["ok"] else 503
+
+    def begin_stop(self) -> None:
+        """The process begins to stop (before the requests in flight finish)."""
+
+    def stop(self) -> str:
+        """Clean up once the requests in flight are done; returns what was done."""
+        return "nothing to clean up"
+
+    def _admit(self) -> None:
+        if (flask.request.path.rstrip("/") or "/") in OPERATIONAL_PATHS:
+            return
+        try:
+            LIFECYCLE.enter()
+        except Draining as exc:
+            reject(503, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
+        flask.g.coelho_in_flight = True
+
+    def _release(self, _exc: BaseException | None) -> None:
+        if flask.g.pop("coelho_in_flight", False):
+            LIFECYCLE.leave()
 
     def _status_view(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -177,6 +188,10 @@ class PredictService(Service):
     def _status_view(self) -> dict[str, Any]:
         return {"function": self.name, **self.engine().status()}
 
+    def health(self) -> dict[str, Any]:
+        """Ready while it can answer: Redis reachable, or a model held to answer from."""
+        return self.engine().health()
+
     def handle(self, request: flask.Request) -> flask.Response:
         """POST one raw event (label optional) → prediction, model_version, model_source."""
         started = time.perf_counter()
@@ -230,7 +245,7 @@ class SinkService(Service):
 
         with self._lock:
             if use_case.key not in self.writers:
-                self.writers[use_case.key] = close_at_exit(DeltaWriter(use_case, self.settings, self.arrivals))
+                self.writers[use_case.key] = DeltaWriter(use_case, self.settings, self.arrivals)
             return self.writers[use_case.key]
 
     def handle(self, event: CloudEvent) -> None:
@@ -268,6 +283,15 @@ class SinkService(Service):
             writers = [(key, writer) for key, writer in self.writers.items() if writer.open]
         return [(names[field], (key,), float(value)) for key, writer in writers
                 for field, value in writer.status().items() if field in names]
+
+    def stop(self) -> str:
+        """Commit every table's pending micro-batch (its senders get their answer), then stop the writers."""
+        with self._lock:
+            writers, self.writers = dict(self.writers), {}
+        if not writers:
+            return "no table written"
+        return "committed the pending events: " + ", ".join(
+            f"{key} {writer.close()}" for key, writer in sorted(writers.items()))
 
 
 def _start_clock() -> None:

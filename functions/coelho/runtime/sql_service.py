@@ -9,7 +9,8 @@ One HTTP function, routed by path:
 - `GET /templates?use_case=` → the default query and the use case's ready-made queries;
 - plus `GET /status`, `/metrics` and `/healthz` like every function.
 
-Every refusal is a 4xx JSON body whose `error` says why; nothing is ever written.
+Every refusal is a 4xx JSON body whose `error` says why; nothing is ever written. When the function
+stops, running queries are interrupted and answer 503 with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from coelho.core.sql import InvalidRequest, parse_request
 from coelho.core.sql_templates import DEFAULT_QUERY, TEMPLATES
 from coelho.core.table import TABLE_NAMES
 from coelho.runtime import telemetry
+from coelho.runtime.lifecycle import RETRY_AFTER_S
 from coelho.runtime.services import Service, reject
 
 __all__ = ["SqlService"]
@@ -41,9 +43,18 @@ class SqlService(Service):
     def __init__(self, app: flask.Flask, settings: Settings) -> None:
         super().__init__(app, settings)
         self.limits = limits_from(settings)
+        self.interrupted = 0
 
     def _build_engine(self) -> SqlEngine:
         return SqlEngine.from_settings(self.settings)
+
+    def begin_stop(self) -> None:
+        """Interrupt the running queries at once rather than wait for them."""
+        if self._engine is not None:
+            self.interrupted = self._engine.interrupt_all()
+
+    def stop(self) -> str:
+        return f"interrupted {self.interrupted} running queries" if self.interrupted else "no query was running"
 
     def handle(self, request: flask.Request) -> flask.Response:
         """Route one request by method and path."""
@@ -62,7 +73,7 @@ class SqlService(Service):
             telemetry.SQL_ERRORS.labels(exc.kind).inc()
             if exc.status >= 500:
                 log.error("sql %s failed: %s", route, exc)
-            reject(exc.status, str(exc))
+            reject(exc.status, str(exc), **({"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else {}))
 
     def _query(self, request: flask.Request) -> flask.Response:
         started = time.perf_counter()
@@ -111,7 +122,7 @@ class SqlService(Service):
 
     def _status_view(self) -> dict[str, Any]:
         engine = self.engine()
-        return {"function": "sql", "limits": asdict(self.limits),
+        return {"function": "sql", "limits": asdict(self.limits), "running_queries": engine.running(),
                 "tables": {key: {"name": name, "version": engine.refresh(key)} for key, name in TABLE_NAMES.items()}}
 
 

@@ -78,7 +78,8 @@ ROUTES = frozenset({"/", "/status", "/metrics", "/healthz", "/query", "/schema",
 # learn -------------------------------------------------------------------------------------------
 EVENTS = Counter(
     "coelho_learn_events_total",
-    "CloudEvents received by a learn function, by outcome (accepted, duplicate, rejected).",
+    "CloudEvents received by a learn function, by outcome "
+    "(accepted, duplicate, rejected, unavailable).",
     ["function", "outcome"],
 )
 LEARN_SECONDS = Histogram(

@@ -1,0 +1,177 @@
+"""The soak's verdicts and plots: pure arithmetic over the samples, then one small PNG per series.
+
+Each series is judged on the samples after the warm-up only (caches filled, TTLs reached):
+
+- memory (RSS of each process, Valkey's `used_memory`): the least-squares slope, extrapolated to an hour,
+  must be at most `MEMORY_GROWTH_MAX` of the series' median;
+- counts with a bound from a setting (WAL length, dedup keys, Redis keys, active Delta files): every sample
+  at most the bound;
+- open file descriptors: the slope extrapolated to an hour at most `max(FDS_GROWTH_MIN, 5 % of the median)`;
+- p99 latencies: the median of the last third at most `LATENCY_DRIFT_MAX` times the first third's, plus
+  `LATENCY_SLACK_MS` (the machine is shared: single windows are noisy, a trend is not);
+- errors: none, over the whole run.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Verdict", "bounded", "drift", "growth", "judge", "plot", "slope_per_hour"]
+
+MEMORY_GROWTH_MAX = 0.05
+FDS_GROWTH_MIN = 5.0
+LATENCY_DRIFT_MAX = 1.5
+LATENCY_SLACK_MS = 2.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One series' judgement: what was measured against what it had to stay under."""
+
+    series: str
+    rule: str
+    measured: float
+    limit: float
+    ok: bool
+
+
+def slope_per_hour(times: Sequence[float], values: Sequence[float]) -> float:
+    """Least-squares slope of `values` over `times` (seconds), in units per hour.
+
+    >>> slope_per_hour([0, 1800, 3600], [100, 105, 110])
+    10.0
+    >>> slope_per_hour([0, 30], [7, 7])
+    0.0
+    """
+    mean_t, mean_v = statistics.fmean(times), statistics.fmean(values)
+    spread = sum((t - mean_t) ** 2 for t in times)
+    if not spread:
+        return 0.0
+    return sum((t - mean_t) * (v - mean_v) for t, v in zip(times, values, strict=True)) / spread * 3600
+
+
+def growth(series: str, times: Sequence[float], values: Sequence[float], share: float = MEMORY_GROWTH_MAX) -> Verdict:
+    """Growth per hour, extrapolated, at most `share` of the median.
+
+    >>> growth("rss", [0, 600, 1200], [100.0, 100.5, 101.0]).ok   # 1.5 per hour on 100: 1.5 %
+    True
+    >>> growth("rss", [0, 600, 1200], [100.0, 110.0, 120.0]).ok   # 60 % per hour
+    False
+    """
+    per_hour, median = slope_per_hour(times, values), statistics.median(values)
+    return Verdict(series, f"growth/h <= {share:.0%} of median", per_hour, share * median, per_hour <= share * median)
+
+
+def bounded(series: str, values: Sequence[float], bound: float) -> Verdict:
+    """Every value at most `bound`.
+
+    >>> bounded("wal", [10, 4000, 9000], 10000).ok, bounded("wal", [10, 12000], 10000).ok
+    (True, False)
+    """
+    return Verdict(series, "max <= bound", max(values), bound, max(values) <= bound)
+
+
+def drift(series: str, values: Sequence[float]) -> Verdict:
+    """The last third's median at most `LATENCY_DRIFT_MAX` × the first third's, plus `LATENCY_SLACK_MS`.
+
+    >>> drift("p99", [5, 6, 5, 6, 5, 7]).ok, drift("p99", [5, 5, 5, 20, 25, 30]).ok
+    (True, False)
+    """
+    third = max(1, len(values) // 3)
+    first, last = statistics.median(values[:third]), statistics.median(values[-third:])
+    limit = LATENCY_DRIFT_MAX * first + LATENCY_SLACK_MS
+    return Verdict(series, f"last third <= {LATENCY_DRIFT_MAX:g} x first third + {LATENCY_SLACK_MS:g}",
+                   last, limit, last <= limit)
+
+
+def judge(samples: Sequence[Mapping[str, Any]], warmup_s: float, bounds: Mapping[str, float]) -> list[Verdict]:
+    """Every verdict of a soak: `samples` as `bench/soak.py` records them, `bounds` per bounded count series."""
+    steady = [s for s in samples if s["t"] >= warmup_s]
+    if len(steady) < 3:
+        raise ValueError(f"only {len(steady)} samples after the {warmup_s:.0f} s warm-up: run longer")
+    times = [s["t"] for s in steady]
+    verdicts: list[Verdict] = []
+    for name in steady[-1]["rss_mib"]:
+        values = [s["rss_mib"].get(name) for s in steady]
+        if None not in values:  # a process that was not there all along (restarted) is reported, not judged
+            verdicts.append(growth(f"rss {name}", times, values))
+    verdicts.append(growth("valkey used_memory", times, [s["valkey"]["used_memory_mib"] for s in steady]))
+    for series, bound in bounds.items():
+        verdicts.append(bounded(series, [_lookup(s, series) for s in steady], bound))
+    for name in steady[-1]["fds"]:
+        values = [s["fds"].get(name) for s in steady]
+        if None not in values:
+            per_hour, median = slope_per_hour(times, values), statistics.median(values)
+            limit = max(FDS_GROWTH_MIN, MEMORY_GROWTH_MAX * median)
+            verdicts.append(Verdict(f"fds {name}", "growth/h small", per_hour, limit, per_hour <= limit))
+    for name in steady[-1]["p99_ms"]:
+        values = [s["p99_ms"][name] for s in steady if s["p99_ms"].get(name) is not None]
+        if len(values) >= 3:
+            verdicts.append(drift(f"p99 {name}", values))
+    errors = sum(sum(s["errors"].values()) for s in samples)
+    verdicts.append(Verdict("errors", "none", errors, 0, errors == 0))
+    return verdicts
+
+
+def _lookup(sample: Mapping[str, Any], dotted: str) -> float:
+    """`sample["a"]["b"]` for "a.b".
+
+    >>> _lookup({"wal": {"tfd": 3}}, "wal.tfd")
+    3
+    """
+    value: Any = sample
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def as_json(verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
+    return [asdict(v) for v in verdicts]
+
+
+def plot(samples: Sequence[Mapping[str, Any]], warmup_s: float, folder: Path) -> list[Path]:
+    """One PNG per series group (RSS, Valkey, WAL, dedup keys, Delta files, fds, latency, errors) in `folder`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    minutes = [s["t"] / 60 for s in samples]
+    groups = {
+        "rss": ("RSS (MiB) per process", lambda s: s["rss_mib"]),
+        "valkey": ("Valkey used_memory (MiB) and keys (thousands)", lambda s: {
+            "used_memory MiB": s["valkey"]["used_memory_mib"], "keys (k)": s["valkey"]["keys"] / 1000}),
+        "wal": ("WAL length (entries) per use case", lambda s: s["wal"]),
+        "dedup": ("dedup keys per use case", lambda s: s["dedup_keys"]),
+        "delta": ("Delta files per table (active, on disk)", lambda s: {
+            f"{key} {kind}": files[kind] for key, files in s["delta"].items() for kind in ("active", "on_disk")}),
+        "fds": ("open file descriptors per process", lambda s: s["fds"]),
+        "latency": ("p99 latency (ms) per window", lambda s: s["p99_ms"]),
+        "errors": ("errors per window", lambda s: s["errors"]),
+    }
+    written = []
+    for name, (title, pick) in groups.items():
+        figure, axes = plt.subplots(figsize=(7, 3.2))
+        labels = sorted({label for s in samples for label in pick(s)})
+        for label in labels:
+            points = [(m, pick(s).get(label)) for m, s in zip(minutes, samples, strict=True)]
+            xs, ys = zip(*[(m, v) for m, v in points if v is not None], strict=True) if any(
+                v is not None for _, v in points) else ((), ())
+            axes.plot(xs, ys, label=label, linewidth=1)
+        axes.axvline(warmup_s / 60, color="grey", linestyle=":", linewidth=1)
+        axes.set_title(title, fontsize=9)
+        axes.set_xlabel("minutes (dotted: end of warm-up)", fontsize=8)
+        axes.tick_params(labelsize=7)
+        if labels:
+            axes.legend(fontsize=6, ncol=3, loc="upper left")
+        figure.tight_layout()
+        path = folder / f"{name}.png"
+        figure.savefig(path, dpi=90)
+        plt.close(figure)
+        written.append(path)
+    return written
