@@ -23,6 +23,7 @@ COELHO RealTime: online machine learning on event streams, shipped as Knative fu
   coelho dispatch --sink tfd-learn=http://127.0.0.1:8081/   run the KafkaSources locally
   coelho dlq list tfd             show dead-lettered events and why they failed
   coelho ingest spark --once      Kafka topics → Delta tables with Spark Structured Streaming
+  coelho train tfd                train a batch model (CatBoost / KMeans) on a Delta table, tracked in MLflow
 """
 
 
@@ -105,6 +106,13 @@ hadoop-aws is added when a location is s3:// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_I
                        help="at most N Kafka records per micro-batch and use case (default: all available)")
     spark.add_argument("--ui", action="store_true", help="serve the Spark UI (off by default)")
 
+    from coelho.runtime.train_cli import DESCRIPTION as TRAIN_DESCRIPTION
+    from coelho.runtime.train_cli import add_train_arguments
+
+    train = commands.add_parser("train", help="train a use case's batch model on its Delta table",
+                                description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_arguments(train)
+
     up = commands.add_parser(
         "up", help="run the platform locally until Ctrl-C",
         description="Start the embedded Valkey (unless REDIS_URL is set), the seven functions (six "
@@ -138,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_dispatch(args, settings) if args.command == "dispatch" else run_dlq(args, settings)
     if args.command == "ingest":
         return _ingest(args, settings)
+    if args.command == "train":
+        from coelho.runtime.train_cli import run_train_command
+
+        return run_train_command(args, settings)
     from coelho.runtime.launcher import run_platform
 
     return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers, args.kafka)

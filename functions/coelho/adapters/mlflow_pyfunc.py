@@ -23,15 +23,13 @@ from mlflow.types.schema import AnyType, ColSpec, Object, Property
 from mlflow.types.schema import Schema as MlflowSchema
 
 from coelho.config import Settings
-from coelho.core import ecci, eta, tfd
+from coelho.core.batch import EXAMPLES
 from coelho.core.online import OnlineModel
 from coelho.core.schema import Field, Schema
 from coelho.core.signing import loads_signed
 from coelho.core.usecase import UseCase
 
 __all__ = ["CoelhoPyfunc", "events_from_frame", "load_blob", "save_pyfunc", "signature_of"]
-
-EXAMPLES: dict[str, dict[str, Any]] = {"tfd": tfd.EXAMPLE, "eta": eta.EXAMPLE, "ecci": ecci.EXAMPLE}
 
 #: The model file MLflow executes at load ("models from code"): nothing is unpickled but our signed blob.
 MODEL_CODE = """from __future__ import annotations

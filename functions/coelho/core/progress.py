@@ -64,6 +64,7 @@ class Progress:
         self._log_every = log_every
         self._log: collections.deque[str] = collections.deque(maxlen=LOG_LINES)
         self._logged_at = float("-inf")
+        self.logged = 0  # lines ever added (the log keeps the newest LOG_LINES)
         self.stage = "starting"
         self.percent = 0.0
         self.message = "starting"
@@ -100,8 +101,15 @@ class Progress:
         with self._lock:
             return {"stage": self.stage, "percent": self.percent, "message": self.message, "log": list(self._log)}
 
+    def lines_since(self, seen: int) -> tuple[list[str], int]:
+        """Log lines added after the first `seen` ones (those still kept), and the new count."""
+        with self._lock:
+            fresh = min(self.logged - seen, len(self._log))
+            return (list(self._log)[-fresh:] if fresh > 0 else []), self.logged
+
     def _append(self, message: str) -> None:
         now = self._clock()
         self._logged_at = now
+        self.logged += 1
         stamp = datetime.fromtimestamp(now, UTC).strftime("%H:%M:%S")
         self._log.append(f"{stamp} {message}")
