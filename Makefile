@@ -36,7 +36,7 @@ lock: $(UV)  ## re-resolve uv.lock after changing pyproject.toml's dependencies
 lock-check: $(UV)  ## fail when pyproject.toml and uv.lock disagree
 	$(UV) lock --check --python $(PYTHON)
 
-up: $(STAMP)  ## run the platform locally (embedded Valkey, six functions, three producers); KAFKA=1 goes through Kafka
+up: $(STAMP)  ## run the platform locally (embedded Valkey, MLflow, twelve functions, three producers); KAFKA=1 goes through Kafka
 	$(BIN)/coelho up $(if $(KAFKA),--kafka,)
 
 system:  ## install the Debian packages the tests use, when missing (as root)

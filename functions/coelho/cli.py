@@ -115,8 +115,8 @@ hadoop-aws is added when a location is s3:// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_I
 
     up = commands.add_parser(
         "up", help="run the platform locally until Ctrl-C",
-        description="Start the embedded Valkey (unless REDIS_URL is set), the seven functions (six "
-        "learn/predict and delta-sink) and the "
+        description="Start the embedded Valkey (unless REDIS_URL is set), the twelve functions (learn, predict "
+        "and batch-predict per use case, sql, delta-sink, train), a lean MLflow server and the "
         "three producers feeding the learn functions and delta-sink. State goes to COELHO_DATA_DIR (default .coelho/).",
     )
     up.add_argument("--base-port", type=int, default=8081, help="first function port (default 8081)")
@@ -159,9 +159,9 @@ def _fn(args: argparse.Namespace) -> int:
     from coelho.runtime.catalog import FUNCTIONS, find
 
     if args.fn_command == "list":
-        print(f"{'NAME':<13} {'SIGNATURE':<10} {'SERVER':<7} {'TARGET':<12} SOURCE")
+        print(f"{'NAME':<18} {'SIGNATURE':<10} {'SERVER':<7} {'TARGET':<18} SOURCE")
         for spec in FUNCTIONS:
-            print(f"{spec.name:<13} {spec.signature:<10} {spec.server:<7} {spec.target:<12} {spec.source}")
+            print(f"{spec.name:<18} {spec.signature:<10} {spec.server:<7} {spec.target:<18} {spec.source}")
         return 0
     try:
         spec = find(args.name)
