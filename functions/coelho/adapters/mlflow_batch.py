@@ -43,6 +43,7 @@ __all__ = ["BatchRegistry", "UnknownRun", "UnknownVersion", "batch_model_name"]
 MODEL_DIR = "model"
 DIAGNOSTICS_DIR = "diagnostics"
 COMPARISON_FILE = "comparison.json"
+COMPARISON_COLUMNS = ("metric", "batch", "online_frozen", "online_prequential")
 TRAINING_MODE = "batch"
 PARAM_MAX = 6000
 #: Metric-name prefixes of the curves (not test metrics).
@@ -123,10 +124,12 @@ class BatchRegistry:
     def log_comparison(self, run_id: str, comparison: Mapping[str, Any]) -> None:
         """`comparison.json`, and the same rows as an MLflow table (shown in the run's evaluation view)."""
         self.log_json(run_id, comparison, COMPARISON_FILE)
+        import pandas as pd
+
         rows = comparison["rows"]
-        table = {column: [row[column] for row in rows] for column in ("metric", "batch", "online_frozen",
-                                                                       "online_prequential")}
-        self.client.log_table(run_id, table, "comparison_table.json")
+        table = pd.DataFrame({column: pd.Series([row[column] for row in rows], dtype=object if column == "metric"
+                                                else float) for column in COMPARISON_COLUMNS})
+        self.client.log_table(run_id, table, "comparison_table.json")  # object, not str: pandas 3 warns otherwise
 
     def log_figures(self, run_id: str, figures: Sequence[Figure], pngs: Mapping[str, bytes]) -> None:
         """`diagnostics/index.json` and each figure's JSON and PNG."""

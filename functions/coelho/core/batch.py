@@ -213,7 +213,7 @@ class Encoder:
             parts.append(((values - self.means[name]) / self.scales[name])[:, None])
         for name in self.columns.categorical:
             known = self.levels[name]
-            codes = pd.Categorical(np.asarray(data[name], dtype=object).astype(str), categories=known).codes
+            codes = pd.Index(known).get_indexer(np.asarray(data[name], dtype=object).astype(str))
             onehot = np.zeros((len(codes), len(known) + 1))
             onehot[np.arange(len(codes)), np.where(codes < 0, len(known), codes)] = 1.0
             parts.append(onehot)
