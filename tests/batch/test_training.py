@@ -54,11 +54,12 @@ def test_training_registers_a_version_holding_the_champion_alias(batch_settings,
     params = run.data.params
     assert params["split.gap_seconds"] == "60.0" and params["delta.version"] == run.data.tags["coelho.delta_version"]
     assert any(name.startswith(("catboost.", "kmeans.")) for name in params)
+    history = _client(batch_settings).get_metric_history
     if key != "ecci":
         curve = f"validation.{params['catboost.eval_metric']}"  # one value per boosting iteration
-        assert "catboost.depth" in params and len(_client(batch_settings).get_metric_history(outcome.run_id, curve)) > 10
+        assert "catboost.depth" in params and len(history(outcome.run_id, curve)) > 10
     else:
-        assert len(_client(batch_settings).get_metric_history(outcome.run_id, "k_search.Silhouette")) == 9
+        assert len(history(outcome.run_id, "k_search.Silhouette")) == 9
     # the Delta inputs: one dataset per block, with the table's path, version and a digest
     datasets = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}
     assert set(datasets) == {"train", "validation", "test"}
