@@ -170,6 +170,12 @@ class TrainService(Service):
     def _reap(self, use_case: str, child: subprocess.Popen[bytes], run_id: str, token: str) -> None:
         """When the child exits without having said how its training ended (a crash), say it for it."""
         code = child.wait()
+        try:
+            self._close_after(use_case, code, run_id, token)
+        except Exception as exc:  # noqa: BLE001 - Redis away: the lock expires by itself
+            log.warning("%s: could not close run %s after its process exited: %s", use_case, run_id, exc)
+
+    def _close_after(self, use_case: str, code: int, run_id: str, token: str) -> None:
         state = self.states[use_case]
         status = state.read_status() or {}
         if status.get("run_id") == run_id and status.get("state") == "running":
