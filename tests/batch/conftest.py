@@ -29,7 +29,7 @@ from support.batch import append_events, events, register_online
 
 SIGNING_KEY = "tests-signing-key-0123456789abcdef"
 #: Rows per table: enough for 1000+ rows in each block after the gaps (60 s, set below).
-SIZES = {"tfd": 8_000, "eta": 8_000, "ecci": 12_000}
+SIZES = {"tfd": 8_000, "eta": 10_000, "ecci": 12_000}
 SEEDS = {"tfd": 101, "eta": 102, "ecci": 103}
 #: The online model learns this share of the stream: it ends before the test block starts.
 ONLINE_SHARE = 0.6
@@ -56,7 +56,9 @@ def streams(batch_settings: Settings) -> dict[str, list[dict[str, Any]]]:
     """Each use case's events, appended to its Delta table by the `coelho produce --delta` writer."""
     out = {}
     for key, count in SIZES.items():
-        options = {"fraud_rate": 0.05} if key == "tfd" else {}
+        # fraud a little more frequent; trips slower (0.03/s: 3.5 days), so that most trips, which take up to
+        # hours, end within their block (rows whose label arrives after the next block starts are purged)
+        options = {"tfd": {"fraud_rate": 0.05}, "eta": {"rate": 0.03}}.get(key, {})
         out[key] = events(key, count, SEEDS[key], **options)
         append_events(batch_settings, key, out[key])
     return out

@@ -8,7 +8,7 @@ import pytest
 from mlflow import MlflowClient
 
 from coelho.runtime import batch_predict_service
-from support import INVALID_PAYLOADS, sample
+from support import INVALID_PAYLOADS, sample, wait_for
 
 CASES = [(key, change, fields) for key, cases in INVALID_PAYLOADS.items() for change, fields in cases]
 
@@ -43,6 +43,7 @@ def test_no_batch_model_is_503_naming_the_reason(function_client, tmp_path):
 
 def test_versions_a_chosen_version_and_a_moved_alias(batch_settings, trained, function_client, monkeypatch):
     champion, run_id = trained["tfd"].outcome.version, trained["tfd"].outcome.run_id
+    monkeypatch.setattr(batch_predict_service, "CHAMPION_CHECK_S", 0.2)  # the watcher looks five times a second
     app = function_client("tfd_batch_predict")
     versions = app.get("/versions").get_json()["versions"]
     entry = next(v for v in versions if v["version"] == champion)
@@ -60,13 +61,16 @@ def test_versions_a_chosen_version_and_a_moved_alias(batch_settings, trained, fu
     registry = BatchRegistry(USE_CASES["tfd"], batch_settings.tracking_uri(), batch_settings.artifact_root())
     model, _ = registry.load_version(champion)
     other = registry.register(run_id, model, {"coelho.note": "copy, no champion tags"})
-    monkeypatch.setattr(batch_predict_service, "CHAMPION_CHECK_S", 0.0)
     client = MlflowClient(batch_settings.tracking_uri(), batch_settings.tracking_uri())
+
+    def served() -> int:
+        return app.post("/", json=sample("tfd")).get_json()["model_version"]
+
     try:
         client.set_registered_model_alias("coelho-tfd-batch", "champion", str(other))
-        assert app.post("/", json=sample("tfd")).get_json()["model_version"] == other
+        wait_for(lambda: served() == other, timeout=60, what="the moved alias to be served")
     finally:
         client.set_registered_model_alias("coelho-tfd-batch", "champion", str(champion))
-        client.delete_model_version("coelho-tfd-batch", str(other))
-    assert app.post("/", json=sample("tfd")).get_json()["model_version"] == champion
+    wait_for(lambda: served() == champion, timeout=60, what="the alias moved back to be served")
+    client.delete_model_version("coelho-tfd-batch", str(other))
     assert app.get("/status").get_json()["champion"] == champion

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +13,11 @@ import pytest
 from mlflow import MlflowClient
 
 from coelho.adapters.mlflow_batch import BatchRegistry
-from coelho.adapters.training_data import read_rows
 from coelho.config import Settings
 from coelho.core import USE_CASES
-from coelho.core.split import time_split
 from coelho.core.train_request import TrainRequest
 from coelho.runtime.batch_evaluate import ids_sha256
+from coelho.runtime.trainer import plan_training
 
 KEYS = ["tfd", "eta", "ecci"]
 
@@ -32,10 +31,9 @@ def _registry(settings: Settings, key: str) -> BatchRegistry:
 
 
 def _blocks(settings: Settings, key: str) -> dict[str, list[str]]:
-    """Each block's event ids, recomputed from the Delta table with the split the trainings use."""
-    rows = read_rows(settings, USE_CASES[key], TrainRequest(key))
-    split = time_split(rows.times_us().tolist(), settings.train_gap_seconds or 0.0)
-    return {b.name: rows.column("ce_id", b.start, b.stop) for b in split.blocks}
+    """Each block's event ids, as the trainings' plan selects them from the Delta table."""
+    plan = plan_training(settings, TrainRequest(key))
+    return {b.name: plan.rows.column("ce_id", b.indices) for b in plan.split.blocks}
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -83,12 +81,15 @@ def test_quality_beats_trivial_baselines_on_the_held_out_block(batch_settings, t
 def test_no_leakage_train_before_validation_before_test_and_the_test_block_never_fitted(
         batch_settings, trained, streams, key):
     times = {str(e[USE_CASES[key].id_field]): datetime.fromisoformat(e["timestamp"]) for e in streams[key]}
+    # when each row's label is known: an ETA trip's duration once it arrives, the others with the event
+    known = {str(e[USE_CASES[key].id_field]): times[str(e[USE_CASES[key].id_field])] + timedelta(
+        seconds=e["simulated_actual_travel_time_seconds"] if key == "eta" else 0) for e in streams[key]}
     blocks = _blocks(batch_settings, key)
     gap = batch_settings.train_gap_seconds
     for earlier, later in (("train", "validation"), ("validation", "test")):
-        last = max(times[i] for i in blocks[earlier])
         first = min(times[i] for i in blocks[later])
-        assert (first - last).total_seconds() > gap, (earlier, later)
+        assert (first - max(times[i] for i in blocks[earlier])).total_seconds() > gap, (earlier, later)
+        assert max(known[i] for i in blocks[earlier]) < first, (earlier, later)  # labels known before it starts
     split = json.loads(_client(batch_settings).get_run(trained[key].outcome.run_id).data.tags["coelho.split"])
     assert split["rows"] == {name: len(ids) for name, ids in blocks.items()}
     fit = trained[key].spy.fits[key]

@@ -20,10 +20,10 @@ the use case's one feature function.
 >>> rows = [layout.row(e, ce_id=e["transaction_id"], ce_source="/s", ingested_at=datetime.now(UTC)) for e in events]
 >>> write_deltalake(settings.delta_uri("tfd"), pa.Table.from_pylist(rows, schema=arrow_schema(layout)))
 >>> data = read_rows(settings, USE_CASES["tfd"], TrainRequest("tfd", since="2026-03-02T10:00:01Z", max_rows=3))
->>> data.version, data.rows, [e["transaction_id"] for chunk in data.events(0, data.rows) for e in chunk]
+>>> data.version, data.rows, [e["transaction_id"] for chunk in data.events(range(data.rows)) for e in chunk]
 (0, 3, ['t2', 't3', 't4'])
->>> next(data.events(0, 1))[0] == events[2]
-True
+>>> next(data.events([0]))[0] == events[2], data.column("transaction_id", [2, 0])
+(True, ['t4', 't2'])
 """
 
 from __future__ import annotations
@@ -73,29 +73,30 @@ class TrainingRows:
         """Event time of each row, microseconds since the epoch."""
         return self.table.column("event_time").cast(pa.int64()).to_numpy()
 
-    def column(self, name: str, start: int = 0, stop: int | None = None) -> list[Any]:
-        """Values of one column for rows `start` to `stop`."""
-        stop = self.rows if stop is None else stop
-        return self.table.column(name).slice(start, stop - start).to_pylist()
+    def column(self, name: str, indices: Sequence[int] | None = None) -> list[Any]:
+        """Values of one column (at the row positions `indices`, default all)."""
+        values = self.table.column(name)
+        return (values if indices is None else values.take(pa.array(indices, pa.int64()))).to_pylist()
 
-    def ids(self, start: int = 0, stop: int | None = None) -> list[str]:
+    def ids(self, indices: Sequence[int] | None = None) -> list[str]:
         """Row ids: `ce_source` + " " + `ce_id` (the table's dedup key)."""
         return [f"{source} {event_id}" for source, event_id in
-                zip(self.column("ce_source", start, stop), self.column("ce_id", start, stop), strict=True)]
+                zip(self.column("ce_source", indices), self.column("ce_id", indices), strict=True)]
 
-    def digest(self, start: int = 0, stop: int | None = None) -> str:
+    def digest(self, indices: Sequence[int] | None = None) -> str:
         """SHA-256 of the rows' ids and event times: names exactly which rows a block holds."""
         digest = hashlib.sha256()
-        times = self.times_us()[start:stop].tolist()
-        for row_id, time_us in zip(self.ids(start, stop), times, strict=True):
+        times = self.times_us() if indices is None else self.times_us()[np.asarray(indices, dtype=np.int64)]
+        for row_id, time_us in zip(self.ids(indices), times.tolist(), strict=True):
             digest.update(f"{row_id} {time_us}\n".encode())
         return digest.hexdigest()
 
-    def events(self, start: int, stop: int, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
-        """The raw events of rows `start` to `stop`, `chunk_rows` at a time."""
+    def events(self, indices: Sequence[int], chunk_rows: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
+        """The raw events of the rows at positions `indices`, `chunk_rows` at a time."""
         payload = [c.name for c in layout_for(self.use_case).columns if c.name in self.table.column_names]
-        for first in range(start, stop, chunk_rows):
-            chunk = self.table.slice(first, min(chunk_rows, stop - first)).select(payload)
+        positions = np.asarray(indices, dtype=np.int64)
+        for first in range(0, len(positions), chunk_rows):
+            chunk = self.table.select(payload).take(pa.array(positions[first : first + chunk_rows]))
             yield events_from_columns(self.use_case, {name: chunk.column(name).to_pylist() for name in payload})
 
 

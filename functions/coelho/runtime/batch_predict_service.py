@@ -3,9 +3,11 @@
 `POST /[?version=N]` validates the event exactly as the online predict functions do (405, 413, 422 naming
 every bad field) and answers `{prediction, fraud_probability | eta_seconds | cluster, model_source: "batch",
 model_version, run_id}` from the `champion` of `coelho-<uc>-batch`, or from version N. Models are loaded
-once and cached; which version holds the alias is asked at most every `CHAMPION_CHECK_S` seconds, so a new
-champion is served within that time. 503 names the reason when there is no batch model (none registered,
-no champion, MLflow off or unreachable with nothing cached); 404 when version N does not exist.
+once and cached. The first request looks the champion up; from then on a background thread asks MLflow
+every `CHAMPION_CHECK_S` seconds which version holds the alias and loads a new one before it serves it, so
+requests never wait for MLflow and a new champion is served within that time. 503 names the reason when
+there is no batch model (none registered, no champion, MLflow off or unreachable with nothing cached); 404
+when version N does not exist.
 `GET /versions` lists the registered versions with their scores.
 """
 
@@ -22,7 +24,7 @@ import flask
 from coelho.config import Settings
 from coelho.core.schema import Problem
 from coelho.runtime import telemetry
-from coelho.runtime.services import Service, predict_payload, reject, target_use_case
+from coelho.runtime.services import Service, close_at_exit, predict_payload, reject, target_use_case
 
 __all__ = ["BatchModels", "BatchPredictService", "NoBatchModel"]
 
@@ -47,9 +49,10 @@ class BatchModels:
         self._registry: Any = None
         self._models: collections.OrderedDict[int, tuple[Any, str]] = collections.OrderedDict()
         self._champion: int | None = None
-        self._checked_at = float("-inf")
+        self._watcher: threading.Thread | None = None
+        self._closed = threading.Event()
         self.reason = "MLflow is disabled (COELHO_MLFLOW=off)" if not settings.mlflow else "not looked up yet"
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the first request checks the champion under it
 
     def registry(self) -> Any:
         if self._registry is None:
@@ -69,20 +72,38 @@ class BatchModels:
     def _champion_version(self) -> int:
         if not self.settings.mlflow:
             raise NoBatchModel(self.reason)
-        now = time.monotonic()
-        if now - self._checked_at >= CHAMPION_CHECK_S:
-            self._checked_at = now
-            try:
-                self._champion = self.registry().champion_version()
-                if self._champion is None:
-                    self.reason = f"no version of coelho-{self.use_case.key}-batch holds the champion alias " \
-                                  f"(train one: coelho train {self.use_case.key})"
-            except Exception as exc:  # noqa: BLE001 - MLflow down: keep serving the cached champion
-                self.reason = f"MLflow unreachable: {type(exc).__name__}: {exc}"[:300]
-                log.warning("%s batch champion lookup failed: %s", self.use_case.key, self.reason)
+        if self._watcher is None:  # the first request looks up; a thread keeps looking after that
+            self._check()
+            self._watcher = threading.Thread(target=self._watch, name=f"batch-champion-{self.use_case.key}",
+                                             daemon=True)
+            self._watcher.start()
         if self._champion is None:
             raise NoBatchModel(f"no batch model to serve: {self.reason}")
         return self._champion
+
+    def _watch(self) -> None:
+        while not self._closed.wait(CHAMPION_CHECK_S):
+            self._check()
+
+    def _check(self) -> None:
+        """Ask which version holds the alias; load it (before serving it) when it changed."""
+        try:
+            champion = self.registry().champion_version()
+            if champion is None:
+                self.reason = f"no version of coelho-{self.use_case.key}-batch holds the champion alias " \
+                              f"(train one: coelho train {self.use_case.key})"
+            elif champion not in self._models:
+                loaded = self.registry().load_version(champion)  # slow: requests go on with the old champion
+                with self._lock:
+                    self._remember(champion, loaded)
+            self._champion = champion
+        except Exception as exc:  # noqa: BLE001 - MLflow down: keep serving the cached champion
+            self.reason = f"MLflow unreachable: {type(exc).__name__}: {exc}"[:300]
+            log.warning("%s batch champion lookup failed: %s", self.use_case.key, self.reason)
+
+    def close(self) -> None:
+        """Stop looking for new champions."""
+        self._closed.set()
 
     def _load(self, version: int) -> tuple[Any, str]:
         if version in self._models:
@@ -96,11 +117,14 @@ class BatchModels:
             raise
         except Exception as exc:  # noqa: BLE001
             raise NoBatchModel(f"version {version} could not be loaded: {type(exc).__name__}: {exc}"[:300]) from exc
+        self._remember(version, loaded)
+        return loaded
+
+    def _remember(self, version: int, loaded: tuple[Any, str]) -> None:
         self._models[version] = loaded
         while len(self._models) > CACHED_VERSIONS:
             self._models.popitem(last=False)
         log.info("%s: loaded coelho-%s-batch version %d", self.use_case.key, self.use_case.key, version)
-        return loaded
 
     def versions(self) -> dict[str, Any]:
         if not self.settings.mlflow:
@@ -124,7 +148,7 @@ class BatchPredictService(Service):
         self.use_case = target_use_case(self.name)
 
     def _build_engine(self) -> BatchModels:
-        return BatchModels(self.use_case, self.settings)
+        return close_at_exit(BatchModels(self.use_case, self.settings))
 
     def _status_view(self) -> dict[str, Any]:
         return {"function": self.name, **self.engine().status()}

@@ -23,6 +23,7 @@ marks the run KILLED without registering anything.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -107,13 +108,16 @@ def plan_training(settings: Settings, request: TrainRequest, version: int | None
                   columns: Sequence[str] | None = None) -> Plan:
     """Select and split the rows; raise TooSmall naming each block that cannot be trained or scored on."""
     use_case = USE_CASES[request.use_case]
-    if columns is not None and use_case.label_field:
-        columns = [*columns, use_case.label_field]
+    delay = BATCH_SPECS[use_case.key].label_delay_seconds
+    if columns is not None:
+        columns = [*columns, *(name for name in (use_case.label_field, delay) if name)]
     try:
         rows = read_rows(settings, use_case, request, version, columns)
     except NoTrainingData as exc:
         raise TooSmall([Problem("table", str(exc))]) from None
-    split = time_split(rows.times_us().tolist(), gap_seconds(settings, use_case))
+    times = rows.times_us()
+    label_times = None if delay is None else times + np.asarray(rows.column(delay), dtype=np.int64) * 1_000_000
+    split = time_split(times, gap_seconds(settings, use_case), label_times_us=label_times)
     problems = [Problem(message.split(" ", 1)[0], message) for message in too_small(split, settings.train_min_rows)]
     if not problems and use_case.task == "classification" and use_case.label_field:
         labels = rows.column(use_case.label_field)
@@ -164,12 +168,12 @@ class Trainer:
         rows, split = plan.rows, plan.split
         p.log(f"Delta version {rows.version}: {rows.rows} rows selected; train {split.train.rows}, validation "
               f"{split.validation.rows}, test {split.test.rows}, {split.dropped} in the gaps of "
-              f"{split.gap_seconds:g} s")
+              f"{split.gap_seconds:g} s, {split.purged} purged (label not known before the next block)")
         registry.set_tags(self.run_id, {"coelho.delta_version": rows.version, "coelho.delta_uri": rows.uri,
                                         "coelho.split": json.dumps(split.describe())})
-        frames, labels, test_ids = self._features(rows, split)
+        frames, labels, test_ids = self.features(rows, split)
         registry.log_inputs(self.run_id, rows.uri, rows.version,
-                            {b.name: {"rows": b.rows, "digest": rows.digest(b.start, b.stop)} for b in split.blocks})
+                            {b.name: {"rows": b.rows, "digest": rows.digest(b.indices)} for b in split.blocks})
         params = self._base_params(plan)
 
         p.enter("training", f"fitting on {split.train.rows} rows, validating on {split.validation.rows}")
@@ -197,7 +201,7 @@ class Trainer:
 
         p.enter("comparing", "scoring the online model on the same test rows")
         compared = min(split.test.rows, self.settings.train_compare_rows)
-        events = [e for chunk in rows.events(split.test.start, split.test.start + compared) for e in chunk]
+        events = [e for chunk in rows.events(split.test.indices[:compared]) for e in chunk]
         online, info = self._online_model(split.test.first_us)
         described = info.get("reason") or f"{info.get('model')} version {info.get('version')}"
         p.step(0.2, f"online model: {described}", log=True)
@@ -229,15 +233,25 @@ class Trainer:
         return TrainOutcome("finished", self.run_id, version, champion, metrics=metrics)
 
     # loading ------------------------------------------------------------------------------------------------
+    def features(self, rows: TrainingRows, split: Split) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]:
+        """Each block's feature frame (and labels) from its raw events; the test block's event ids.
+
+        The garbage collector is paused meanwhile: the loop makes millions of short-lived dicts and no cycle.
+        """
+        gc.disable()
+        try:
+            return self._features(rows, split)
+        finally:
+            gc.enable()
+
     def _features(self, rows: TrainingRows, split: Split) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]:
-        """Each block's feature frame (and labels) from its raw events; the test block's event ids."""
         p, uc = self.progress, self.use_case
         total, done = sum(b.rows for b in split.blocks), 0
         frames, labels, test_ids = {}, {}, []
         for block in split.blocks:
             builder = FeatureBuilder(uc)
             values: list[float] = []
-            for events in rows.events(block.start, block.stop):
+            for events in rows.events(block.indices):
                 p.check()
                 builder.add(events)
                 if uc.label_field:
@@ -255,8 +269,7 @@ class Trainer:
         """Raw fields the diagnostics group errors by (ETA: day, hour and weather of each test trip)."""
         if self.kind != "regressor":
             return {}
-        return {name: rows.column(name, split.test.start, split.test.stop)
-                for name in ("day_of_week", "hour_of_day", "weather")}
+        return {name: rows.column(name, split.test.indices) for name in ("day_of_week", "hour_of_day", "weather")}
 
     def _base_params(self, plan: Plan) -> dict[str, Any]:
         split = plan.split
@@ -266,6 +279,7 @@ class Trainer:
             "delta.uri": plan.rows.uri, "delta.version": plan.rows.version,
             "split.method": "event time: train | gap | validation | gap | test",
             "split.gap_seconds": split.gap_seconds, "split.fractions": list(split.fractions),
+            "split.label_delay": BATCH_SPECS[self.use_case.key].label_delay_seconds or "none (known with the event)",
             "split.min_rows": self.settings.train_min_rows,
             **{f"split.{b.name}_rows": b.rows for b in split.blocks},
             **{f"split.{b.name}_from": b.time_range()[0] for b in split.blocks},
