@@ -14,6 +14,7 @@ from coelho.config import Settings
 from coelho.core import USE_CASES
 from coelho.core.batch import feature_frame
 from support.batch import events
+from support.registry import global_mlflow
 
 KEYS = ["tfd", "eta", "ecci"]
 FIELD = {"tfd": "fraud_probability", "eta": "eta_seconds", "ecci": "cluster"}
@@ -22,12 +23,8 @@ FIELD = {"tfd": "fraud_probability", "eta": "eta_seconds", "ecci": "cluster"}
 @pytest.fixture
 def global_uri(batch_settings: Settings) -> Iterator[str]:
     """MLflow's global tracking and registry URIs on the session store (for `mlflow.pyfunc.load_model`)."""
-    uri = batch_settings.tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    yield uri
-    mlflow.set_tracking_uri("")
-    mlflow.set_registry_uri("")
+    with global_mlflow(batch_settings.tracking_uri()) as uri:
+        yield uri
 
 
 @pytest.mark.parametrize("key", KEYS)

@@ -16,7 +16,7 @@ import mlflow
 import pandas as pd
 
 from coelho.adapters.batch_model import BatchModel
-from coelho.adapters.mlflow_pyfunc import events_from_frame, signature_of
+from coelho.adapters.mlflow_pyfunc import signature_of, validated_events
 from coelho.core.batch import EXAMPLES
 
 __all__ = ["BatchPyfunc", "save_batch_pyfunc"]
@@ -38,12 +38,7 @@ class BatchPyfunc(mlflow.pyfunc.PythonModel):
         self.model = BatchModel.load(Path(context.artifacts["model"]), Path(context.artifacts["spec"]))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        use_case = self.model.use_case
-        events = events_from_frame(model_input, use_case.schema)
-        for index, event in enumerate(events):
-            if problems := use_case.schema.validate(event, optional=use_case.optional_for_predict):
-                raise ValueError(f"row {index}: " + "; ".join(f"{p.field} {p.message}" for p in problems))
-        return pd.DataFrame(self.model.predict_events(events))
+        return pd.DataFrame(self.model.predict_events(validated_events(model_input, self.model.use_case)))
 
 
 def save_batch_pyfunc(path: Path, model: BatchModel) -> Path:

@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
 from mlflow.data.delta_dataset_source import DeltaDatasetSource
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
@@ -28,8 +27,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from coelho.adapters.batch_model import BatchModel
 from coelho.adapters.mlflow_registry import (
+    UseCaseStore,
     alias_version,
-    ensure_experiment,
     ensure_registered_model,
     point_alias,
     version_candidates,
@@ -63,21 +62,11 @@ class UnknownVersion(LookupError):
     """No such registered version."""
 
 
-class BatchRegistry:
+class BatchRegistry(UseCaseStore):
     """One use case's batch runs and `coelho-<uc>-batch` versions on one tracking server."""
 
     def __init__(self, use_case: UseCase, tracking_uri: str, artifact_root: Path) -> None:
-        self.use_case = use_case
-        self.name = batch_model_name(use_case)
-        self.local = not tracking_uri.startswith(("http://", "https://", "databricks"))
-        self.artifact_root = artifact_root
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        self._experiment_id: str | None = None
-
-    def experiment_id(self) -> str:
-        if self._experiment_id is None:
-            self._experiment_id = ensure_experiment(self.client, self.use_case, self.artifact_root, self.local)
-        return self._experiment_id
+        super().__init__(use_case, batch_model_name(use_case), tracking_uri, artifact_root)
 
     # writing a run ------------------------------------------------------------------------------------------
     def start_run(self, run_name: str, tags: Mapping[str, str]) -> str:

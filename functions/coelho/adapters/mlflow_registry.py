@@ -26,8 +26,8 @@ from coelho.core.champion import Candidate, Window, choose
 from coelho.core.online import OnlineModel
 from coelho.core.usecase import UseCase
 
-__all__ = ["ALIAS", "Champion", "MlflowRegistry", "alias_version", "ensure_experiment", "ensure_registered_model",
-           "model_name", "point_alias", "version_candidates"]
+__all__ = ["ALIAS", "Champion", "MlflowRegistry", "UseCaseStore", "alias_version", "ensure_experiment",
+           "ensure_registered_model", "model_name", "point_alias", "version_candidates"]
 
 ALIAS = "champion"
 MODEL_DIR = "model"
@@ -112,25 +112,31 @@ class Champion:
     run_id: str | None
 
 
-class MlflowRegistry:
-    """One use case's experiment and registered model on one tracking server."""
+class UseCaseStore:
+    """A use case's experiment and one of its registered models (`name`) on one tracking server."""
 
-    def __init__(self, use_case: UseCase, tracking_uri: str, artifact_root: Path, signing_key: bytes) -> None:
+    def __init__(self, use_case: UseCase, name: str, tracking_uri: str, artifact_root: Path) -> None:
         self.use_case = use_case
-        self.name = model_name(use_case)
+        self.name = name
         self.tracking_uri = tracking_uri
         self.local = not tracking_uri.startswith(("http://", "https://", "databricks"))
         self.artifact_root = artifact_root
-        self.signing_key = signing_key
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._experiment_id: str | None = None
 
-    # runs ----------------------------------------------------------------------------------
     def experiment_id(self) -> str:
         """The use case's experiment, created on first use (artifacts under the data dir when local)."""
         if self._experiment_id is None:
             self._experiment_id = ensure_experiment(self.client, self.use_case, self.artifact_root, self.local)
         return self._experiment_id
+
+
+class MlflowRegistry(UseCaseStore):
+    """One use case's experiment and its online model `coelho-<uc>`: runs, signed versions, the champion."""
+
+    def __init__(self, use_case: UseCase, tracking_uri: str, artifact_root: Path, signing_key: bytes) -> None:
+        super().__init__(use_case, model_name(use_case), tracking_uri, artifact_root)
+        self.signing_key = signing_key
 
     def start_run(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """Create a run with its params and lineage tags; returns its id."""

@@ -248,9 +248,7 @@ def validation_curve_figure(evals: Mapping[str, Mapping[str, Sequence[float]]], 
 def predicted_actual_figure(actual: Sequence[float], predicted: Sequence[float]) -> Figure:
     """Predicted against actual travel time on a sample, with the identity line."""
     top = float(max(np.max(actual), np.max(predicted))) if len(actual) else 1.0
-    data = [{"type": "scatter", "mode": "markers", "x": _round(actual, 1), "y": _round(predicted, 1),
-             "name": "trips", "marker": {"size": 4, "opacity": 0.4, "color": BLUE}},
-            _line([0, top], [0, top], "perfect", GREY, "dash")]
+    data = [_trips(actual, predicted), _line([0, top], [0, top], "perfect", GREY, "dash")]
     return Figure(
         "predicted_vs_actual", "Predicted against actual travel time (test block sample)",
         "Each dot is a test trip: its actual travel time (x) and the model's estimate (y), in seconds.",
@@ -259,12 +257,16 @@ def predicted_actual_figure(actual: Sequence[float], predicted: Sequence[float])
         {"data": data, "layout": _layout("Predicted vs actual", "actual seconds", "predicted seconds")})
 
 
+def _trips(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
+    """One translucent dot per sampled trip."""
+    return {"type": "scatter", "mode": "markers", "x": _round(x, 1), "y": _round(y, 1), "name": "trips",
+            "marker": {"size": 4, "opacity": 0.4, "color": BLUE}}
+
+
 def residual_figure(predicted: Sequence[float], residual: Sequence[float]) -> Figure:
     """Residual (actual - predicted) against the prediction."""
     low, high = (float(np.min(predicted)), float(np.max(predicted))) if len(predicted) else (0.0, 1.0)
-    data = [{"type": "scatter", "mode": "markers", "x": _round(predicted, 1), "y": _round(residual, 1),
-             "name": "trips", "marker": {"size": 4, "opacity": 0.4, "color": BLUE}},
-            _line([low, high], [0, 0], "no error", GREY, "dash")]
+    data = [_trips(predicted, residual), _line([low, high], [0, 0], "no error", GREY, "dash")]
     return Figure(
         "residuals_vs_predicted", "Residuals against predictions (test block sample)",
         "Actual minus predicted seconds for each sampled test trip, against the prediction.",
