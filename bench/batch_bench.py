@@ -34,7 +34,7 @@ from typing import Any
 
 import measure
 from servers import FunctionProcess, Processes
-from workload import stream
+from workload import predict_request, stream
 
 from coelho.adapters.mlflow_batch import BatchRegistry
 from coelho.adapters.training_state import TrainingState
@@ -70,6 +70,8 @@ def batch_bench(processes: Processes, hello_http: FunctionProcess, plan: measure
                                             online=index == 0))
         predict = processes.launch(f"{key}-batch-predict", COELHO_MLFLOW="on", COELHO_DATA_DIR=str(data_dir))
         predict.wait_ready()
+        first = predict_request(key, stream(key, 1, seed + 8)[0])
+        result["first_answer_seconds"] = measure.first_answer(predict, first, timeout=120)[0]  # loads the model
         result["predict"] = measure.predict_latency(key, stream(key, plan.predict_needed, seed + 7), predict,
                                                     hello_http, plan)
         processes.stop(predict)

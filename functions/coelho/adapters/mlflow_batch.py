@@ -45,8 +45,8 @@ COMPARISON_FILE = "comparison.json"
 COMPARISON_COLUMNS = ("metric", "batch", "online_frozen", "online_prequential")
 TRAINING_MODE = "batch"
 PARAM_MAX = 6000
-#: Metric-name prefixes of the curves (not test metrics).
-CURVE_PREFIXES = ("learn.", "validation.", "k_search.")
+#: Metric-name prefixes of what is not a test metric: curves, stage timings.
+CURVE_PREFIXES = ("learn.", "validation.", "k_search.", "stage_seconds.")
 
 
 def batch_model_name(use_case: UseCase) -> str:

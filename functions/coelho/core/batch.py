@@ -87,8 +87,14 @@ class FeatureColumns:
 
 def feature_columns(use_case: UseCase) -> FeatureColumns:
     """The columns of `use_case`'s features, read off its example event (strings are categorical)."""
-    example = use_case.features(EXAMPLES[use_case.key])
-    return FeatureColumns(tuple(example), tuple(name for name, value in example.items() if isinstance(value, str)))
+    if use_case.key not in _COLUMNS:
+        example = use_case.features(EXAMPLES[use_case.key])
+        categorical = tuple(name for name, value in example.items() if isinstance(value, str))
+        _COLUMNS[use_case.key] = FeatureColumns(tuple(example), categorical)
+    return _COLUMNS[use_case.key]
+
+
+_COLUMNS: dict[str, FeatureColumns] = {}
 
 
 def feature_rows(use_case: UseCase, events: Iterable[Mapping[str, Any]]) -> list[list[Any]]:

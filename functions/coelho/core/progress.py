@@ -16,6 +16,9 @@ Examples
 ('training', 43.0, 'iteration 50/100')
 >>> [line.split(" ", 1)[1] for line in snapshot["log"]]
 ['[training] fitting CatBoostClassifier', 'iteration 50/100']
+>>> progress.enter("evaluating", "scoring the test block")
+>>> progress.seconds
+{'training': 4.0}
 >>> progress.stop.set()
 >>> progress.check()
 Traceback (most recent call last):
@@ -68,10 +71,16 @@ class Progress:
         self.stage = "starting"
         self.percent = 0.0
         self.message = "starting"
+        self.seconds: dict[str, float] = {}  # how long each finished stage took
+        self._entered: tuple[str, float] | None = None
 
     def enter(self, stage: str, message: str) -> None:
-        """Start `stage` (its percent range begins) and log `message`."""
+        """Start `stage` (its percent range begins) and log `message`; the previous stage's time is kept."""
         with self._lock:
+            now = self._clock()
+            if self._entered is not None:
+                self.seconds[self._entered[0]] = round(now - self._entered[1], 3)
+            self._entered = (stage, now)
             self.stage = stage
             self.percent = STAGES[stage][0]
             self.message = message

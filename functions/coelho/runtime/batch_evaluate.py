@@ -27,9 +27,10 @@ __all__ = ["TestBlock", "compare_with_online", "diagnostics", "ids_sha256", "tes
 SEED = 42
 SCATTER_ROWS = 4_000
 SHAP_ROWS = 1_000
-PERMUTATION_ROWS = 3_000
+PERMUTATION_ROWS = 2_000
 SILHOUETTE_ROWS = 3_000
-PD_ROWS = 1_000
+PD_ROWS = 500
+PD_POINTS = 12
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -182,7 +183,7 @@ def _pd_builder(model: BatchModel, block: TestBlock, feature: str) -> Callable[[
         if categorical:
             grid = sorted(frame[feature].astype(str).unique())
         else:
-            grid = np.unique(np.percentile(frame[feature].to_numpy(float), np.linspace(5, 95, 20)))
+            grid = np.unique(np.percentile(frame[feature].to_numpy(float), np.linspace(5, 95, PD_POINTS)))
         averages = []
         for value in grid:
             frame[feature] = pd.Categorical([value] * len(frame)) if categorical else float(value)

@@ -144,7 +144,7 @@ class Trainer:
     """One training of one use case into one (already created) MLflow run."""
 
     def __init__(self, settings: Settings, request: TrainRequest, registry: Any, run_id: str, progress: Progress,
-                 delta_version: int | None = None) -> None:
+                 delta_version: int | None = None, plan: Plan | None = None) -> None:
         self.settings = settings
         self.request = request
         self.use_case = USE_CASES[request.use_case]
@@ -153,6 +153,7 @@ class Trainer:
         self.run_id = run_id
         self.progress = progress
         self.delta_version = delta_version
+        self.plan = plan  # the rows already read and split (else read at `delta_version`)
         self.options = fit_options(settings)
         self.columns = feature_columns(self.use_case)
 
@@ -164,7 +165,7 @@ class Trainer:
 
         p, uc, registry = self.progress, self.use_case, self.registry
         p.enter("loading", f"reading {self.settings.delta_uri(uc.key)} (request {self.request.as_json()})")
-        plan = plan_training(self.settings, self.request, self.delta_version)
+        plan = self.plan or plan_training(self.settings, self.request, self.delta_version)
         rows, split = plan.rows, plan.split
         p.log(f"Delta version {rows.version}: {rows.rows} rows selected; train {split.train.rows}, validation "
               f"{split.validation.rows}, test {split.test.rows}, {split.dropped} in the gaps of "
@@ -230,6 +231,8 @@ class Trainer:
         champion = registry.update_champion()
         p.enter("finished", f"registered {registry.name} version {version} (test {rule.metric} {score}); "
                             f"champion: {'none eligible' if champion is None else f'version {champion}'}")
+        p.log("seconds per stage: " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in p.seconds.items()))
+        registry.log_metrics(self.run_id, {f"stage_seconds.{k}": v for k, v in p.seconds.items()}, now)
         return TrainOutcome("finished", self.run_id, version, champion, metrics=metrics)
 
     # loading ------------------------------------------------------------------------------------------------
@@ -403,14 +406,17 @@ def run_training(settings: Settings, request: TrainRequest, progress: Progress |
                  trigger: str = "cli") -> TrainOutcome:
     """One training under the use case's lock; returns how it ended.
 
-    Raises TooSmall (checked first, when `delta_version` is not given: nothing is created) and AlreadyTraining.
+    Raises TooSmall (checked first, before anything is created, when `delta_version` is not given: the rows
+    are then read once, here) and AlreadyTraining.
     """
     from coelho.adapters.mlflow_batch import BatchRegistry
 
     progress = progress or Progress()
     use_case = USE_CASES[request.use_case]
-    if delta_version is None:  # check the rows before anything is created; then train on exactly this version
-        delta_version = plan_training(settings, request, columns=[]).rows.version
+    plan = None
+    if delta_version is None:  # read and check the rows before anything is created; then train on exactly them
+        plan = plan_training(settings, request)
+        delta_version = plan.rows.version
     state = TrainingState.open(settings, use_case.key)
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat()
@@ -444,7 +450,7 @@ def run_training(settings: Settings, request: TrainRequest, progress: Progress |
         state.renew(token, run_id)
         progress.log(f"MLflow run {run_id}")
         reporter.start()
-        outcome = Trainer(settings, request, registry, run_id, progress, delta_version).run()
+        outcome = Trainer(settings, request, registry, run_id, progress, delta_version, plan).run()
     except Stopped:
         outcome = TrainOutcome("killed", run_id, error="stopped on request; nothing registered")
         progress.log("stopped: run KILLED, nothing registered")
