@@ -25,7 +25,7 @@ $(UV):
 	.cache/uv-$(UV_VERSION)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --quiet --frozen --python $(PYTHON) --all-extras
+	$(UV) sync --quiet --frozen --python $(PYTHON) --all-extras --compile-bytecode
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project exactly as uv.lock pins it

@@ -31,14 +31,20 @@ def test_requests_it_does_not_serve(function_client):
     assert app.get("/healthz").get_json() == {"ok": True}
 
 
-def test_no_batch_model_is_503_naming_the_reason(function_client, tmp_path):
+def test_no_batch_model_is_503_naming_the_reason(batch_settings, trained, function_client):
     off = function_client("eta_batch_predict", COELHO_MLFLOW="off").post("/", json=sample("eta"))
     assert off.status_code == 503 and "MLflow is disabled" in off.get_json()["error"]
-    empty = function_client("eta_batch_predict", MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'empty.db'}")
-    response = empty.post("/", json=sample("eta"))
-    assert response.status_code == 503
-    assert "no version of coelho-eta-batch holds the champion alias" in response.get_json()["error"]
-    assert empty.get("/versions").get_json() == {"versions": []}
+    client = MlflowClient(batch_settings.tracking_uri(), batch_settings.tracking_uri())
+    champion = trained["eta"].outcome.version
+    client.delete_registered_model_alias("coelho-eta-batch", "champion")  # versions, but none is champion
+    try:
+        app = function_client("eta_batch_predict")
+        response = app.post("/", json=sample("eta"))
+        assert response.status_code == 503
+        assert "no version of coelho-eta-batch holds the champion alias" in response.get_json()["error"]
+        assert not any(v["champion"] for v in app.get("/versions").get_json()["versions"])
+    finally:
+        client.set_registered_model_alias("coelho-eta-batch", "champion", str(champion))
 
 
 def test_versions_a_chosen_version_and_a_moved_alias(batch_settings, trained, function_client, monkeypatch):
