@@ -150,6 +150,13 @@ def clustering_metrics(x: np.ndarray, labels: np.ndarray, sample_size: int = 10_
     """Silhouette (on at most `sample_size` rows, seeded), Calinski-Harabasz, Davies-Bouldin, cluster sizes.
 
     With fewer than two clusters among `labels` the three scores are None.
+
+    >>> x = np.array([[0.0, 0.0], [0.0, 0.2], [5.0, 5.0], [5.2, 5.0]])
+    >>> m = clustering_metrics(x, np.array([0, 0, 1, 1]))
+    >>> round(m["Silhouette"], 3), m["n_clusters"], m["samples_per_cluster"]
+    (0.972, 2, {'0': 2, '1': 2})
+    >>> clustering_metrics(x, np.array([0, 0, 0, 0]))["Silhouette"] is None
+    True
     """
     from sklearn import metrics as skm
 
