@@ -37,6 +37,8 @@ def _text(spec: Any) -> str:
 def png_bytes(figure: Mapping[str, Any], width: float = 8.0, height: float = 5.0, dpi: int = 100) -> bytes:
     """The figure as PNG bytes."""
     layout = figure.get("layout", {})
+    if any(trace.get("type") == "table" for trace in figure.get("data", [])):
+        width *= 1.6  # tables are wide
     fig, ax = plt.subplots(figsize=(width, height), dpi=dpi)
     try:
         second: Axes | None = None
@@ -124,10 +126,10 @@ def _table(ax: Axes, trace: Mapping[str, Any]) -> None:
     columns = trace["cells"]["values"]
     rows = [list(row) for row in zip(*columns, strict=True)] if columns else []
     ax.axis("off")
-    table = ax.table(cellText=rows or [[""] * len(header)], colLabels=header, loc="center")
+    labels = [str(name).replace("_", "_\n") for name in header]  # long names wrap instead of widening the table
+    table = ax.table(cellText=rows or [[""] * len(header)], colLabels=labels, bbox=[0.0, 0.0, 1.0, 1.0])
     table.auto_set_font_size(False)
-    table.set_fontsize(7)
-    table.auto_set_column_width(list(range(len(header))))
+    table.set_fontsize(8)
 
 
 def _decorate(ax: Axes, layout: Mapping[str, Any], second: Axes | None) -> None:
