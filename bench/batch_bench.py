@@ -5,7 +5,8 @@ Per use case and size (`Plan.batch_rows`: 100k and 1M, 100k with --quick):
 1. `coelho produce <uc> --count N --delta` writes the rows straight into a fresh Delta table (its own
    COELHO_DELTA_ROOT): `produce_rows_per_s`, the whole command;
 2. `coelho train <uc>` runs as a process, exactly as by hand (sqlite MLflow under the section's data dir,
-   the store created beforehand as on a running platform): `train_seconds` (Popen to exit), `rows_per_s`
+   the store created beforehand as on a running platform; CatBoost capped at `ITERATIONS` = 300, early
+   stopping as usual): `train_seconds` (Popen to exit), `rows_per_s`
    (selected rows / train_seconds), `peak_rss_bytes` (the process's ru_maxrss from wait4);
 3. the baseline, in this process, in the same run: the same rows, split and features prepared with the
    training's own code, then only the fit timed — CatBoost (pools + fit with the same parameters and the
@@ -52,13 +53,17 @@ __all__ = ["batch_bench"]
 log = logging.getLogger("bench")
 
 START = "2026-03-02T00:00:00+00:00"
+ITERATIONS = 300
 
 
 def batch_bench(processes: Processes, hello_http: FunctionProcess, plan: measure.Plan, keys: list[str],
                 seed: int) -> dict[str, Any]:
     """The batch section: per use case, every size, then batch-predict latency (and for tfd the stop)."""
     data_dir = processes.work_dir / "batch"
-    env = processes.env() | {"COELHO_MLFLOW": "on", "COELHO_DATA_DIR": str(data_dir)}
+    # at most 300 boosting iterations (early stopping may end sooner), for our training and the bare fit alike:
+    # the ratio is what is measured, and 1000 iterations on 1M rows take most of an hour on 2 shared cores
+    env = processes.env() | {"COELHO_MLFLOW": "on", "COELHO_DATA_DIR": str(data_dir),
+                             "COELHO_TRAIN_ITERATIONS": str(ITERATIONS)}
     settings = Settings.from_env(env)
     out: dict[str, Any] = {"sizes": list(plan.batch_rows)}
     for key in keys:
@@ -67,7 +72,7 @@ def batch_bench(processes: Processes, hello_http: FunctionProcess, plan: measure
         for index, rows in enumerate(plan.batch_rows):
             root = data_dir / f"delta-{rows}"
             result["runs"].append(_one_size(key, rows, env | {"COELHO_DELTA_ROOT": str(root)}, seed,
-                                            online=index == 0))
+                                            online=index == 0, log_dir=processes.log_dir))
         predict = processes.launch(f"{key}-batch-predict", COELHO_MLFLOW="on", COELHO_DATA_DIR=str(data_dir))
         predict.wait_ready()
         first = predict_request(key, stream(key, 1, seed + 8)[0])
@@ -82,7 +87,7 @@ def batch_bench(processes: Processes, hello_http: FunctionProcess, plan: measure
     return out
 
 
-def _one_size(key: str, rows: int, env: dict[str, str], seed: int, online: bool) -> dict[str, Any]:
+def _one_size(key: str, rows: int, env: dict[str, str], seed: int, online: bool, log_dir: Path) -> dict[str, Any]:
     log.info("batch %s %s: producing straight into Delta", key, f"{rows:,}")
     began = time.perf_counter()
     subprocess.run([sys.executable, "-m", "coelho.cli", "produce", key, "--count", str(rows), "--seed", str(seed),
@@ -101,8 +106,9 @@ def _one_size(key: str, rows: int, env: dict[str, str], seed: int, online: bool)
     log.info("batch %s %s: produced in %.1f s; training (coelho train)", key, f"{rows:,}", produce_seconds)
 
     began = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "coelho.cli", "train", key], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
+    with open(log_dir / f"train-{key}-{rows}.log", "wb") as progress_log:  # the training's progress log
+        child = subprocess.Popen([sys.executable, "-m", "coelho.cli", "train", key], env=env, stdout=subprocess.PIPE,
+                                 stderr=progress_log, text=True)
     assert child.stdout is not None
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,7 +55,7 @@ class TrainingCollector(Collector):
     """The `coelho_training_*` metrics, read from Redis at each scrape (the trainings may run in Jobs)."""
 
     def __init__(self) -> None:
-        self.states: dict[str, TrainingState] = {}
+        self.states: Callable[[], dict[str, TrainingState]] = dict
 
     def collect(self) -> Iterator[Any]:
         runs = CounterMetricFamily("coelho_training_runs", "Batch trainings ended, by outcome.",
@@ -67,7 +67,7 @@ class TrainingCollector(Collector):
         success = GaugeMetricFamily("coelho_training_last_success_timestamp_seconds",
                                     "Unix time the last batch training finished and registered a model.",
                                     labels=["use_case"])
-        for key, state in self.states.items():
+        for key, state in self.states().items():
             try:
                 stats, status = state.stats(), state.read_status() or {}
             except Exception as exc:  # noqa: BLE001 - Redis away: the other metrics still scrape
@@ -94,12 +94,19 @@ class TrainService(Service):
 
     def __init__(self, app: flask.Flask, settings: Settings) -> None:
         super().__init__(app, settings)
-        self.states = {key: TrainingState.open(settings, key) for key in USE_CASE_KEYS}
+        self._states: dict[str, TrainingState] = {}
         _COLLECTOR.states = self.states
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self._registries: dict[str, Any] = {}
         self._artifacts: collections.OrderedDict[tuple[str, str], Any] = collections.OrderedDict()
         self._lock = threading.Lock()
+
+    def states(self) -> dict[str, TrainingState]:
+        """Each use case's training state in Redis, connected on first use (after the server forks)."""
+        with self._lock:
+            if not self._states:
+                self._states = {key: TrainingState.open(self.settings, key) for key in USE_CASE_KEYS}
+            return self._states
 
     def handle(self, request: flask.Request) -> flask.Response:
         """Route one request by path and method."""
@@ -124,7 +131,7 @@ class TrainService(Service):
                    exc.problems)
         from coelho.runtime.trainer import TooSmall, plan_training
 
-        state = self.states[train.use_case]
+        state = self.states()[train.use_case]
         token = uuid.uuid4().hex
         started_at = datetime.now(UTC).isoformat()
         holder = state.try_lock(token, None, started_at)
@@ -176,7 +183,7 @@ class TrainService(Service):
             log.warning("%s: could not close run %s after its process exited: %s", use_case, run_id, exc)
 
     def _close_after(self, use_case: str, code: int, run_id: str, token: str) -> None:
-        state = self.states[use_case]
+        state = self.states()[use_case]
         status = state.read_status() or {}
         if status.get("run_id") == run_id and status.get("state") == "running":
             error = f"coelho train exited with code {code} without finishing its run"
@@ -198,7 +205,7 @@ class TrainService(Service):
 
     def status(self, use_case: str) -> dict[str, Any]:
         """The last status the training of `use_case` published (idle when none ever ran)."""
-        state = self.states[use_case]
+        state = self.states()[use_case]
         status = state.read_status()
         if status is None:
             return idle_status(use_case)
@@ -208,7 +215,7 @@ class TrainService(Service):
 
     def _stop(self, request: flask.Request) -> flask.Response:
         use_case = _use_case_arg(request)
-        state = self.states[use_case]
+        state = self.states()[use_case]
         holder = state.holder()
         if holder is None:
             reject(404, f"no {use_case} training is running")
