@@ -181,6 +181,7 @@ def test_batch_rows_check_overhead_memory_at_1m_latency_and_stop(bench: SimpleNa
     def run(rows: int, **changes: Any) -> dict[str, Any]:
         return {"rows": rows, "selected_rows": rows, "train_seconds": 13.0, "rows_per_s": rows / 13.0,
                 "bare_fit_seconds": 10.0, "overhead_ratio": 1.3, "produce_rows_per_s": 17_000.0,
+                "around_fit_seconds": 3.0, "overhead_ratio_around_fit": 1.3,
                 "peak_rss_bytes": 4 * 2**30, "blocks": {"train": 1, "validation": 1, "test": 1}, **changes}
 
     predict = {"p99_ratio": 2.0, "p50_ms": 0.5, "p99_ms": 1.0, "hello_p50_ms": 0.3, "hello_p99_ms": 0.5}

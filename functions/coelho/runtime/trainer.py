@@ -138,6 +138,7 @@ class TrainOutcome:
     error: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class Trainer:
@@ -233,7 +234,7 @@ class Trainer:
                             f"champion: {'none eligible' if champion is None else f'version {champion}'}")
         p.log("seconds per stage: " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in p.seconds.items()))
         registry.log_metrics(self.run_id, {f"stage_seconds.{k}": v for k, v in p.seconds.items()}, now)
-        return TrainOutcome("finished", self.run_id, version, champion, metrics=metrics)
+        return TrainOutcome("finished", self.run_id, version, champion, metrics=metrics, stage_seconds=dict(p.seconds))
 
     # loading ------------------------------------------------------------------------------------------------
     def features(self, rows: TrainingRows, split: Split) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]:
