@@ -414,12 +414,14 @@ def run_training(settings: Settings, request: TrainRequest, progress: Progress |
 
     progress = progress or Progress()
     use_case = USE_CASES[request.use_case]
+    started = time.monotonic()
     plan = None
+    progress.enter("starting", f"{request.use_case} training requested: {request.as_json()}")
     if delta_version is None:  # read and check the rows before anything is created; then train on exactly them
+        progress.log(f"reading and checking the rows of {settings.delta_uri(use_case.key)}")
         plan = plan_training(settings, request)
         delta_version = plan.rows.version
     state = TrainingState.open(settings, use_case.key)
-    started = time.monotonic()
     started_at = datetime.now(UTC).isoformat()
     token = lock_token or uuid.uuid4().hex
     if lock_token is None:
@@ -435,7 +437,7 @@ def run_training(settings: Settings, request: TrainRequest, progress: Progress |
     registry = None
     try:
         reporter.publish()
-        progress.enter("starting", f"connecting to MLflow at {settings.tracking_uri()}")
+        progress.log(f"connecting to MLflow at {settings.tracking_uri()}")
         if not settings.mlflow:
             raise TrainingFailed("MLflow is off (COELHO_MLFLOW=off): a batch run needs MLflow to record and serve it")
         registry = BatchRegistry(use_case, settings.tracking_uri(), settings.artifact_root())
