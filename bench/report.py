@@ -101,7 +101,7 @@ alternate in rounds and each figure is its best round, the one least disturbed b
                            first to the last Delta commit; spark_vs_raw against write_deltalake in one go
   batch                    per use case and size (100k and 1M rows; 100k with --quick): `coelho produce --delta`
                            writes the table (produce_rows_per_s); `coelho train` as a process: train_seconds,
-                           rows_per_s, peak_rss_bytes (wait4 ru_maxrss); bare_fit_seconds: the fit alone on the
+                           rows_per_s, peak_rss_bytes (VmHWM from /proc); bare_fit_seconds: the fit alone on the
                            same prepared arrays in the bench process; overhead_ratio target <= 1.3; peak RSS at
                            1M rows target <= 4 GiB; then <uc>-batch-predict p99 vs hello-http (target <= 2), and
                            for tfd stop_seconds from a stop request to the killed status (target <= 2 s)
