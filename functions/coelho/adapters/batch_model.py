@@ -67,12 +67,18 @@ class BatchModel:
         rows = feature_rows(self.use_case, events)
         if not rows:
             return []
-        if self.kind == "classifier":
-            probabilities = self.model.predict_proba(rows, thread_count=1)[:, 1]
-            assert self.threshold is not None
-            return [{"prediction": int(p >= self.threshold), "fraud_probability": float(p)} for p in probabilities]
-        if self.kind == "regressor":
-            seconds = np.maximum(np.asarray(self.model.predict(rows, thread_count=1), dtype=float), 0.0)
+        if self.kind in ("classifier", "regressor"):
+            from catboost import Pool
+
+            # An explicit Pool: handing the rows to predict_* directly converts them with a thread pool per call,
+            # which stalls one call in fifty for milliseconds.
+            pool = Pool(rows, cat_features=list(self.columns.categorical_indices))
+            if self.kind == "classifier":
+                probabilities = self.model.predict_proba(pool, thread_count=1)[:, 1]
+                assert self.threshold is not None
+                return [{"prediction": int(p >= self.threshold), "fraud_probability": float(p)}
+                        for p in probabilities]
+            seconds = np.maximum(np.asarray(self.model.predict(pool, thread_count=1), dtype=float), 0.0)
             return [{"prediction": float(s), "eta_seconds": float(s)} for s in seconds]
         assert self.encoder is not None
         columns = {name: [row[i] for row in rows] for i, name in enumerate(self.columns.names)}
