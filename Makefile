@@ -34,7 +34,7 @@ $(UV):
 	.cache/uv-$(UV_VERSION)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --quiet --frozen --python $(PYTHON) --all-extras
+	$(UV) sync --quiet --frozen --python $(PYTHON) --all-extras --compile-bytecode
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project exactly as uv.lock pins it
@@ -45,7 +45,7 @@ lock: $(UV)  ## re-resolve uv.lock after changing pyproject.toml's dependencies
 lock-check: $(UV)  ## fail when pyproject.toml and uv.lock disagree
 	$(UV) lock --check --python $(PYTHON)
 
-up: $(STAMP)  ## run the platform locally (Valkey, functions, producers); KAFKA=1 through Kafka; PROMETHEUS=1 + Prometheus
+up: $(STAMP)  ## run the platform locally (Valkey, MLflow, functions, producers); KAFKA=1 through Kafka; PROMETHEUS=1 + Prometheus
 	$(BIN)/coelho up $(if $(KAFKA),--kafka,) $(if $(PROMETHEUS),--prometheus,)
 
 system:  ## install the Debian packages the tests use, when missing (as root)

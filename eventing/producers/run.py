@@ -1,6 +1,9 @@
 """Run a producer: pick a generator, pace it in wall-clock time, and ship CloudEvents to an
-HTTP sink or a Kafka topic (binary mode), or to a JSON-lines file (structured mode). Backs
-``coelho produce``.
+HTTP sink or a Kafka topic (binary mode), or to a JSON-lines file (structured mode), or append the
+events straight to the use case's Delta table. Backs ``coelho produce``.
+
+Pacing is for live sinks (HTTP, Kafka): a file or a Delta table is written as fast as the generator
+goes unless a rate is given.
 
 Examples
 --------
@@ -10,8 +13,8 @@ True
 >>> parser = argparse.ArgumentParser(prog="coelho produce")
 >>> add_produce_arguments(parser)
 >>> args = parser.parse_args(["tfd", "--rate", "0", "--count", "3", "--out", "-"])
->>> (args.use_case, args.rate, args.count, args.sink, args.out, args.kafka, args.metrics_port, args.drift_at)
-('tfd', 0.0, 3, None, '-', False, None, None)
+>>> (args.use_case, args.rate, args.count, args.sink, args.out, args.kafka, args.delta, args.drift_at)
+('tfd', 0.0, 3, None, '-', False, False, None)
 """
 
 from __future__ import annotations
@@ -30,14 +33,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cloudevents.http import CloudEvent
-
 from coelho.config import Settings
 from coelho.core import SchemaError
 from coelho.producers import ecci, eta, tfd
 from coelho.producers.base import EventGenerator
 from coelho.producers.clock import to_microseconds
-from coelho.producers.cloudevent import to_cloudevent, to_json_line
+from coelho.producers.cloudevent import source_for, to_cloudevent, to_json_line
 from coelho.producers.kafka_sink import TOPICS, KafkaSink
 from coelho.producers.metrics import StreamGauges, serve_metrics
 from coelho.producers.sink import DeliveryError, DeliveryStats, HttpSink
@@ -100,6 +101,7 @@ def produce(
     out: str | None = None,
     kafka: str | None = None,
     topic: str | None = None,
+    delta: bool = False,
     fraud_rate: float | None = None,
     start: datetime | None = None,
     progress_every: int = 1000,
@@ -113,13 +115,16 @@ def produce(
         Mean events per second. When > 0, each event waits until its simulated time, counted
         from `start`, has elapsed on the wall clock, so timestamps keep pace with real time
         and the daily rhythm shows in the real rate. 0 sends as fast as possible, with the
-        simulated clock at the original producer's rate. None means that rate, paced.
+        simulated clock at the original producer's rate. None means that rate, paced for a live
+        sink (HTTP, Kafka) and unpaced for a file or a Delta table.
     seed
         Random seed; None draws one and logs it so that the run can be replayed.
-    sink, out, kafka
+    sink, out, kafka, delta
         HTTP sink URL (or several: each event goes to each, in order, and the report counts the
-        first one's deliveries), a JSON-lines file ('-' = stdout), or Kafka bootstrap servers. With
-        none, the ``K_SINK`` environment variable (Knative SinkBinding) is the sink.
+        first one's deliveries), a JSON-lines file ('-' = stdout), Kafka bootstrap servers, or
+        the use case's Delta table (COELHO_DELTA_ROOT/<use case>, appended in large commits with
+        the delta-sink's row layout). With none, the ``K_SINK`` environment variable (Knative
+        SinkBinding) is the sink.
     topic
         Kafka topic; default the use case's (`TOPICS`).
     start
@@ -128,8 +133,8 @@ def produce(
         Change the data-generating process after this many events (None: never).
     """
     sinks = [sink] if isinstance(sink, str) else list(sink or [])
-    if len([d for d in (sinks, out, kafka) if d]) > 1:
-        raise ValueError("give one destination: a sink URL, an output file or Kafka bootstrap servers")
+    if len([d for d in (sinks, out, kafka, delta) if d]) > 1:
+        raise ValueError("give one destination: a sink URL, an output file, Kafka bootstrap servers or --delta")
     if topic and not kafka:
         raise ValueError("a topic applies to Kafka only")
     if count is not None and count < 0:
@@ -140,7 +145,7 @@ def produce(
         raise ValueError(f"progress_every must be >= 1, got {progress_every}")
     seed = secrets.randbits(32) if seed is None else seed
     start = start or datetime.now(UTC)
-    paced = rate is None or rate > 0
+    paced = rate > 0 if rate is not None else not (out or delta)
     generator = make_generator(key, seed=seed, start=start, rate=rate, fraud_rate=fraud_rate, drift_at=drift_at)
     gauges = StreamGauges(generator)
     report = ProduceReport(key, seed)
@@ -151,13 +156,14 @@ def produce(
     wall_start = time.monotonic()
     try:  # the summary comes after the destination is closed, so that it counts every delivery
         with ExitStack() as stack:
-            emit = _open_destination(stack, report, sinks=sinks, out=out, kafka=kafka, topic=topic, flush=paced)
+            emit = _open_destination(stack, report, sinks=sinks, out=out, kafka=kafka, topic=topic, delta=delta,
+                                     flush=paced)
             wall_start, sim_start_us = time.monotonic(), to_microseconds(start)
             try:
                 for payload in itertools.islice(generator, count):
                     if paced:
                         _wait_until(wall_start, sim_start_us, payload["timestamp"])
-                    emit(to_cloudevent(key, payload))
+                    emit(payload)
                     gauges.observe(payload)
                     report.produced += 1
                     if report.produced % progress_every == 0:
@@ -172,35 +178,40 @@ def produce(
 
 def _open_destination(
     stack: ExitStack, report: ProduceReport, *, sinks: list[str], out: str | None, kafka: str | None,
-    topic: str | None, flush: bool,
-) -> Callable[[CloudEvent], Any]:
-    """The function that ships one event, with its resources registered on `stack`."""
+    topic: str | None, delta: bool, flush: bool,
+) -> Callable[[dict[str, Any]], Any]:
+    """The function that ships one payload, with its resources registered on `stack`."""
+    key = report.key
+    if delta:
+        from coelho.core import USE_CASES
+        from coelho.ingest.delta_sink import DeltaAppender
+
+        return stack.enter_context(DeltaAppender(USE_CASES[key], Settings.from_env(), source_for(key))).add
     if out is not None:
         handle = sys.stdout if out == "-" else stack.enter_context(open(out, "w", encoding="utf-8"))
 
-        def write(event: CloudEvent) -> None:
-            handle.write(to_json_line(event) + "\n")
+        def write(payload: dict[str, Any]) -> None:
+            handle.write(to_json_line(to_cloudevent(key, payload)) + "\n")
             if flush:
                 handle.flush()
 
         return write
     if kafka:
-        producer = stack.enter_context(KafkaSink(kafka, topic or TOPICS[report.key], producer=report.key))
+        producer = stack.enter_context(KafkaSink(kafka, topic or TOPICS[key], producer=key))
         report.delivery = producer.stats
-        return producer.send
+        return lambda payload: producer.send(to_cloudevent(key, payload))
     urls = sinks or [url for url in (Settings.from_env().sink,) if url]
     if not urls:
-        raise ValueError("no destination: pass --sink URL, --out FILE or --kafka, or set K_SINK")
+        raise ValueError("no destination: pass --sink URL, --out FILE, --kafka or --delta, or set K_SINK")
     https = [stack.enter_context(HttpSink(url, producer=report.key)) for url in urls]
     report.delivery = https[0].stats
-    if len(https) == 1:
-        return https[0].send
 
-    def fan_out(event: CloudEvent) -> None:
+    def send(payload: dict[str, Any]) -> None:
+        event = to_cloudevent(key, payload)
         for http in https:
             http.send(event)
 
-    return fan_out
+    return send
 
 
 def _wait_until(wall_start: float, sim_start_us: int, timestamp: str) -> None:
@@ -225,7 +236,8 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=None, metavar="R",
                         help="mean events per second, following the simulated daily rhythm; "
                              "0 = as fast as possible (default: the original producer's rate, "
-                             "tfd 3.6, eta 1.8, ecci 10)")
+                             "tfd 3.6, eta 1.8, ecci 10, paced for --sink and --kafka; --out and "
+                             "--delta run as fast as possible, with the simulated clock at that rate)")
     parser.add_argument("--count", type=int, default=None, metavar="N",
                         help="stop after N events (default: run until interrupted)")
     parser.add_argument("--seed", type=int, default=None, metavar="S",
@@ -251,6 +263,11 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
     destination.add_argument("--kafka", action="store_true",
                              help="produce binary CloudEvents to Kafka, keyed by partition key "
                                   "(idempotent, acks=all)")
+    destination.add_argument("--delta", action="store_true",
+                             help="append the events to the use case's Delta table "
+                                  "($COELHO_DELTA_ROOT/<use case>, default $COELHO_DATA_DIR/delta/<use case>) "
+                                  "with the delta-sink's row layout, in commits of 100,000 rows: training data "
+                                  "at scale (1M rows in about a minute)")
     parser.add_argument("--bootstrap-servers", default=None, metavar="HOSTS",
                         help="with --kafka: host:port[,...] of the brokers "
                              "(default: $KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092)")
@@ -270,7 +287,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         kafka = _kafka_servers(args)
         with _sigterm_interrupts(), serve_metrics(args.metrics_port):
             produce(args.use_case, rate=args.rate, count=args.count, seed=args.seed,
-                    sink=args.sink, out=args.out, kafka=kafka, topic=args.topic,
+                    sink=args.sink, out=args.out, kafka=kafka, topic=args.topic, delta=args.delta,
                     fraud_rate=args.fraud_rate, start=args.start, drift_at=args.drift_at)
     except SchemaError:
         raise  # a generator bug: keep the traceback

@@ -24,6 +24,7 @@ COELHO RealTime: online machine learning on event streams, shipped as Knative fu
   coelho dlq list tfd             show dead-lettered events and why they failed
   coelho ingest spark --once      Kafka topics → Delta tables with Spark Structured Streaming
   coelho manifests check          the Knative Services agree with the catalog (write: regenerate them)
+  coelho train tfd                train a batch model (CatBoost / KMeans) on a Delta table, tracked in MLflow
 """
 
 
@@ -125,10 +126,17 @@ hadoop-aws is added when a location is s3:// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_I
     manifests.add_argument("action", choices=["write", "check"])
     manifests.add_argument("--folder", type=Path, default=SERVICES, help=f"output folder (default {SERVICES})")
 
+    from coelho.runtime.train_cli import DESCRIPTION as TRAIN_DESCRIPTION
+    from coelho.runtime.train_cli import add_train_arguments
+
+    train = commands.add_parser("train", help="train a use case's batch model on its Delta table",
+                                description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_arguments(train)
+
     up = commands.add_parser(
         "up", help="run the platform locally until Ctrl-C",
-        description="Start the embedded Valkey (unless REDIS_URL is set), the seven functions (six "
-        "learn/predict and delta-sink) and the "
+        description="Start the embedded Valkey (unless REDIS_URL is set), the twelve functions (learn, predict "
+        "and batch-predict per use case, sql, delta-sink, train), a lean MLflow server and the "
         "three producers feeding the learn functions and delta-sink. State goes to COELHO_DATA_DIR (default .coelho/).",
     )
     up.add_argument("--base-port", type=int, default=8081, help="first function port (default 8081)")
@@ -163,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _ingest(args, settings)
     if args.command == "manifests":
         return _manifests(args)
+    if args.command == "train":
+        from coelho.runtime.train_cli import run_train_command
+
+        return run_train_command(args, settings)
     from coelho.runtime.launcher import run_platform
 
     return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers, args.kafka, args.prometheus)
@@ -172,9 +184,9 @@ def _fn(args: argparse.Namespace) -> int:
     from coelho.runtime.catalog import FUNCTIONS, find
 
     if args.fn_command == "list":
-        print(f"{'NAME':<13} {'SIGNATURE':<10} {'SERVER':<7} {'TARGET':<12} SOURCE")
+        print(f"{'NAME':<18} {'SIGNATURE':<10} {'SERVER':<7} {'TARGET':<18} SOURCE")
         for spec in FUNCTIONS:
-            print(f"{spec.name:<13} {spec.signature:<10} {spec.server:<7} {spec.target:<12} {spec.source}")
+            print(f"{spec.name:<18} {spec.signature:<10} {spec.server:<7} {spec.target:<18} {spec.source}")
         return 0
     try:
         spec = find(args.name)

@@ -69,6 +69,13 @@ class Settings:
     sink_dedup_seconds: int = 3600
     drift_sink: str | None = None
     sink_retention_hours: int = 168
+    train_gap_seconds: float | None = None
+    train_min_rows: int = 1000
+    train_iterations: int = 1000
+    train_early_stopping: int = 50
+    train_k_range: tuple[int, int] = (2, 10)
+    train_compare_rows: int = 20_000
+    train_threads: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +137,24 @@ def _positive(cast: Callable[[str], T]) -> Callable[[str], T]:
     return parse
 
 
+def _non_negative(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
+def _k_range(raw: str) -> tuple[int, int]:
+    """`2-10` → (2, 10): the K of KMeans tried by batch training."""
+    low, sep, high = raw.partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise ValueError("must be LOW-HIGH, e.g. 2-10")
+    bounds = int(low), int(high)
+    if not 2 <= bounds[0] <= bounds[1] <= 50:
+        raise ValueError("must satisfy 2 <= LOW <= HIGH <= 50")
+    return bounds
+
+
 def _flag(raw: str) -> bool:
     value = raw.strip().lower()
     if value not in ("1", "0", "true", "false", "on", "off", "yes", "no"):
@@ -181,5 +206,12 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sink_dedup_seconds": ("COELHO_SINK_DEDUP_SECONDS", _positive(int)),
     "drift_sink": ("COELHO_DRIFT_SINK", str),
     "sink_retention_hours": ("COELHO_SINK_RETENTION_HOURS", _positive(int)),
+    "train_gap_seconds": ("COELHO_TRAIN_GAP_SECONDS", _non_negative),
+    "train_min_rows": ("COELHO_TRAIN_MIN_ROWS", _positive(int)),
+    "train_iterations": ("COELHO_TRAIN_ITERATIONS", _positive(int)),
+    "train_early_stopping": ("COELHO_TRAIN_EARLY_STOPPING", _positive(int)),
+    "train_k_range": ("COELHO_TRAIN_K_RANGE", _k_range),
+    "train_compare_rows": ("COELHO_TRAIN_COMPARE_ROWS", _positive(int)),
+    "train_threads": ("COELHO_TRAIN_THREADS", _positive(int)),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

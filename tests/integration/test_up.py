@@ -1,5 +1,5 @@
-"""`coelho up` (what `make up` runs): embedded Valkey, eight functions, three producers, clean stop; over HTTP with
-Prometheus (`make up PROMETHEUS=1`) scraping every process, over Kafka without."""
+"""`coelho up` (what `make up` runs): embedded Valkey, MLflow, the functions, three producers, clean stop; over
+HTTP with Prometheus (`make up PROMETHEUS=1`) scraping every process, over Kafka without."""
 
 from __future__ import annotations
 
@@ -14,10 +14,14 @@ import time
 import pytest
 import requests
 
+from coelho.runtime.catalog import FUNCTIONS
 from support import sample, wait_for
 
+#: Functions `coelho up` serves (all but the benchmark baselines), on consecutive ports; MLflow on the next one.
+SERVED = len([f for f in FUNCTIONS if f.role != "baseline"])
+
 #: Per request: a function's first answer may load a model or replay its log while the whole platform
-#: (a broker, eight functions, MLflow, producers) starts on two cores. A hang still fails the test.
+#: (a broker, twelve functions, MLflow, producers) starts on two cores. A hang still fails the test.
 TIMEOUT_S = 60
 
 
@@ -37,7 +41,7 @@ def _status(url: str) -> dict:
 @pytest.mark.parametrize("kafka", [False, True], ids=["http", "kafka"])
 def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafka):
     prometheus = not kafka
-    base = _free_block(14)  # eight functions, the MLflow server, then the dispatcher's, producers' and Prometheus'
+    base = _free_block(SERVED + 6)  # the functions, MLflow, then the dispatcher's, producers' and Prometheus' metrics
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PYTEST_CURRENT_TEST", "PORT")}
     env["COELHO_DATA_DIR"] = str(tmp_path / "state")
     up = subprocess.Popen(
@@ -48,6 +52,7 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
     eta_learn, eta_predict = f"http://127.0.0.1:{base + 2}", f"http://127.0.0.1:{base + 3}"
     tfd_predict, ecci_predict = f"http://127.0.0.1:{base + 1}", f"http://127.0.0.1:{base + 5}"
     sql, delta_sink = f"http://127.0.0.1:{base + 6}", f"http://127.0.0.1:{base + 7}"
+    train, tfd_batch_predict = f"http://127.0.0.1:{base + 8}", f"http://127.0.0.1:{base + 9}"
     try:
         banner = ""
         deadline = time.monotonic() + 90
@@ -59,19 +64,24 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
         assert "curl -s -X POST" in banner and "eta-predict" in banner and "SELECT count(*) FROM data" in banner
         templates = requests.get(f"{sql}/templates?use_case=tfd", timeout=TIMEOUT_S)
         assert templates.status_code == 200 and templates.json()["templates"]
+        assert requests.get(f"{train}/status?use_case=tfd", timeout=TIMEOUT_S).json()["state"] == "idle"
+        no_model = requests.post(tfd_batch_predict + "/", json=sample("tfd"), timeout=TIMEOUT_S)
+        assert no_model.status_code == 503 and "coelho-tfd-batch" in no_model.json()["error"]
         assert ("coelho dlq list" in banner) is kafka
-        assert f"MLflow: http://127.0.0.1:{base + 8}" in banner
-        assert requests.get(f"http://127.0.0.1:{base + 8}/health", timeout=TIMEOUT_S).ok
+        assert f"MLflow: http://127.0.0.1:{base + SERVED}" in banner
+        assert requests.get(f"http://127.0.0.1:{base + SERVED}/health", timeout=TIMEOUT_S).ok
         if prometheus:  # every function and producer scraped, with the labels the rules use
-            assert f"Prometheus: http://127.0.0.1:{base + 13}" in banner
+            assert f"Prometheus: http://127.0.0.1:{base + SERVED + 5}" in banner
 
             def scraped() -> list[tuple[str, str]]:
-                answer = requests.get(f"http://127.0.0.1:{base + 13}/api/v1/query", params={"query": "up == 1"},
-                                      timeout=TIMEOUT_S).json()
+                answer = requests.get(f"http://127.0.0.1:{base + SERVED + 5}/api/v1/query",
+                                      params={"query": "up == 1"}, timeout=TIMEOUT_S).json()
                 return sorted((r["metric"]["service"], r["metric"]["role"]) for r in answer["data"]["result"])
 
-            wait_for(lambda: len(scraped()) == 11, timeout=120, what="11 targets up in Prometheus")
+            targets = SERVED + 3  # and the three producers
+            wait_for(lambda: len(scraped()) == targets, timeout=120, what=f"{targets} targets up in Prometheus")
             assert ("eta-learn", "learn") in scraped() and ("tfd-producer", "producer") in scraped()
+            assert ("train", "train") in scraped() and ("tfd-batch-predict", "batch-predict") in scraped()
 
         def wait_events(url: str, count: int) -> dict:
             limit = time.monotonic() + 180  # eta is produced at ~3.4 events/s here
@@ -107,9 +117,9 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", base)) != 0  # the functions are gone
     with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", base + 8)) != 0  # so is the MLflow server
+        assert probe.connect_ex(("127.0.0.1", base + SERVED)) != 0  # so is the MLflow server
     with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", base + 13)) != 0  # and Prometheus
+        assert probe.connect_ex(("127.0.0.1", base + SERVED + 5)) != 0  # and Prometheus
     valkey_url = (tmp_path / "state" / "valkey" / "url").read_text()
     port = int(valkey_url.rsplit(":", 1)[1])
     with socket.socket() as probe:

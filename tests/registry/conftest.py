@@ -12,7 +12,7 @@ from coelho.adapters.mlflow_server import MlflowServer
 from coelho.config import Settings
 from coelho.runtime.learner import Learner
 from support.postgres import PostgresServer
-from support.registry import FAST
+from support.registry import FAST, global_mlflow
 from support.servers import free_port
 
 
@@ -37,14 +37,8 @@ def learners() -> Iterator[list[Learner]]:
 @pytest.fixture
 def global_uri(ml_settings: Settings) -> Iterator[str]:
     """Point MLflow's global tracking and registry URIs at the test store (for `mlflow.pyfunc.load_model`)."""
-    import mlflow
-
-    uri = ml_settings.tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    yield uri
-    mlflow.set_tracking_uri("")
-    mlflow.set_registry_uri("")
+    with global_mlflow(ml_settings.tracking_uri()) as uri:
+        yield uri
 
 
 @pytest.fixture

@@ -118,3 +118,35 @@ def deliver(url: str, key: str, payload: dict[str, Any], session: Any = None, ti
             seen.append(0)
         assert time.monotonic() < deadline, f"no 2xx after {seen}"
         time.sleep(0.05)
+
+
+#: Bad event payloads per use case (changes applied to the sample) and the fields each must be refused for.
+INVALID_PAYLOADS = {
+    "tfd": [
+        ({"amount": float("nan")}, ["amount"]),
+        ({"amount": float("inf")}, ["amount"]),
+        ({"amount": -1.0}, ["amount"]),
+        ({"amount": "12.5"}, ["amount"]),
+        ({"currency": "XXX", "is_fraud": 2}, ["currency", "is_fraud"]),
+        ({"cvv_provided": "yes"}, ["cvv_provided"]),
+        ({"account_age_days": True}, ["account_age_days"]),
+        ({"location": {"lat": 91.0, "lon": 0.0}}, ["location.lat"]),
+        ({"device_info": {"os": "iOS"}}, ["device_info.browser"]),
+        ({"timestamp": "yesterday"}, ["timestamp"]),
+        ({"timestamp": "2026-01-01T00:00:00"}, ["timestamp"]),
+        ({"user_agent": "x" * 600}, ["user_agent"]),
+        ({"surprise": 1}, ["surprise"]),
+    ],
+    "eta": [
+        ({"estimated_distance_km": float("-inf")}, ["estimated_distance_km"]),
+        ({"weather": "Snowstorm", "hour_of_day": 24}, ["weather", "hour_of_day"]),
+        ({"simulated_actual_travel_time_seconds": 12.5}, ["simulated_actual_travel_time_seconds"]),
+        ({"origin": None}, ["origin"]),
+    ],
+    "ecci": [
+        ({"event_type": "teleport"}, ["event_type"]),
+        ({"price": float("nan")}, ["price"]),
+        ({"session_event_sequence": 0}, ["session_event_sequence"]),
+        ({"device_info": "mobile"}, ["device_info"]),
+    ],
+}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from coelho.adapters.redis_state import RedisState
@@ -37,3 +39,18 @@ def flush_redis(settings: Settings) -> None:
     keys = list(client.scan_iter(f"{settings.key_prefix}:*"))
     if keys:
         client.delete(*keys)
+
+
+@contextmanager
+def global_mlflow(uri: str) -> Iterator[str]:
+    """MLflow's global tracking and registry URIs on `uri` (for `mlflow.pyfunc.load_model`), reset afterwards."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri("")
+        mlflow.set_registry_uri("")
+

@@ -36,3 +36,15 @@ def test_mlflow_settings(tmp_path):
     assert Settings.from_env({"MLFLOW_TRACKING_URI": "http://mlflow:5000"}).tracking_uri() == "http://mlflow:5000"
     with pytest.raises(ConfigError, match="COELHO_MLFLOW"):
         Settings.from_env({"COELHO_MLFLOW": "maybe"})
+
+
+def test_training_settings():
+    settings = Settings.from_env({"COELHO_TRAIN_GAP_SECONDS": "0", "COELHO_TRAIN_K_RANGE": "3-7",
+                                  "COELHO_TRAIN_THREADS": "2"})
+    assert (settings.train_gap_seconds, settings.train_k_range, settings.train_threads) == (0.0, (3, 7), 2)
+    assert Settings.from_env({}).train_gap_seconds is None  # each use case's default then
+    for variable, value in (("COELHO_TRAIN_K_RANGE", "1-5"), ("COELHO_TRAIN_K_RANGE", "9-3"),
+                            ("COELHO_TRAIN_K_RANGE", "five"), ("COELHO_TRAIN_GAP_SECONDS", "-1"),
+                            ("COELHO_TRAIN_MIN_ROWS", "0")):
+        with pytest.raises(ConfigError, match=variable):
+            Settings.from_env({variable: value})

@@ -13,6 +13,8 @@ True
 >>> write_deltalake(uri, pa.table({"a": [3]}), mode="append")
 >>> snapshot.version(), snapshot.dataset().count_rows()
 (1, 3)
+>>> snapshot.pin(0), snapshot.dataset().count_rows()
+(0, 2)
 """
 
 from __future__ import annotations
@@ -48,3 +50,11 @@ class DeltaSnapshot:
         if self._table is None:
             raise LookupError(f"no Delta table at {self.uri}")
         return self._table.to_pyarrow_dataset()
+
+    def pin(self, version: int) -> int:
+        """Go to committed `version` (an older one, to read exactly what an earlier look saw); returns it."""
+        if self.version() is None:
+            raise LookupError(f"no Delta table at {self.uri}")
+        assert self._table is not None
+        self._table.load_as_version(version)
+        return self._table.version()

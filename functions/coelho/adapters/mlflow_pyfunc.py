@@ -23,15 +23,13 @@ from mlflow.types.schema import AnyType, ColSpec, Object, Property
 from mlflow.types.schema import Schema as MlflowSchema
 
 from coelho.config import Settings
-from coelho.core import ecci, eta, tfd
+from coelho.core.batch import EXAMPLES
 from coelho.core.online import OnlineModel
 from coelho.core.schema import Field, Schema
 from coelho.core.signing import loads_signed
 from coelho.core.usecase import UseCase
 
-__all__ = ["CoelhoPyfunc", "events_from_frame", "load_blob", "save_pyfunc", "signature_of"]
-
-EXAMPLES: dict[str, dict[str, Any]] = {"tfd": tfd.EXAMPLE, "eta": eta.EXAMPLE, "ecci": ecci.EXAMPLE}
+__all__ = ["CoelhoPyfunc", "events_from_frame", "load_blob", "save_pyfunc", "signature_of", "validated_events"]
 
 #: The model file MLflow executes at load ("models from code"): nothing is unpickled but our signed blob.
 MODEL_CODE = """from __future__ import annotations
@@ -62,12 +60,17 @@ class CoelhoPyfunc(mlflow.pyfunc.PythonModel):
         self.model = load_blob(blob, Settings.from_env().resolved_signing_key())
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        use_case = self.model.use_case
-        events = events_from_frame(model_input, use_case.schema)
-        for index, event in enumerate(events):
-            if problems := use_case.schema.validate(event, optional=use_case.optional_for_predict):
-                raise ValueError(f"row {index}: " + "; ".join(f"{p.field} {p.message}" for p in problems))
+        events = validated_events(model_input, self.model.use_case)
         return pd.DataFrame([self.model.predict(event) for event in events])
+
+
+def validated_events(frame: pd.DataFrame, use_case: UseCase) -> list[dict[str, Any]]:
+    """The raw events of a DataFrame, each checked like a predict request (ValueError naming the row and fields)."""
+    events = events_from_frame(frame, use_case.schema)
+    for index, event in enumerate(events):
+        if problems := use_case.schema.validate(event, optional=use_case.optional_for_predict):
+            raise ValueError(f"row {index}: " + "; ".join(f"{p.field} {p.message}" for p in problems))
+    return events
 
 
 def _colspec_type(field: Field) -> Any:

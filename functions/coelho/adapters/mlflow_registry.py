@@ -28,7 +28,8 @@ from coelho.core.champion import Candidate, Window, choose
 from coelho.core.online import OnlineModel
 from coelho.core.usecase import UseCase
 
-__all__ = ["ALIAS", "Champion", "MlflowRegistry", "model_name"]
+__all__ = ["ALIAS", "Champion", "MlflowRegistry", "UseCaseStore", "alias_version", "ensure_experiment",
+           "ensure_registered_model", "model_name", "point_alias", "version_candidates"]
 
 ALIAS = "champion"
 MODEL_DIR = "model"
@@ -49,9 +50,67 @@ def model_name(use_case: UseCase) -> str:
     return f"coelho-{use_case.key}"
 
 
+def ensure_experiment(client: MlflowClient, use_case: UseCase, artifact_root: Path, local: bool) -> str:
+    """The use case's experiment (named after its title), created on first use; artifacts under the data dir
+    when the store is local. Online and batch runs share it."""
+    found = client.get_experiment_by_name(use_case.title)
+    if found is not None:
+        return str(found.experiment_id)
+    location = (artifact_root / use_case.key).as_uri() if local else None
+    try:
+        return str(client.create_experiment(use_case.title, artifact_location=location,
+                                            tags={"coelho.use_case": use_case.key}))
+    except MlflowException as exc:  # created meanwhile, by another process or an attempt whose answer was lost
+        found = client.get_experiment_by_name(use_case.title)
+        if found is None:
+            raise exc from None
+        return str(found.experiment_id)
+
+
+def ensure_registered_model(client: MlflowClient, name: str, use_case: UseCase) -> None:
+    """Create registered model `name` unless it exists."""
+    try:
+        client.create_registered_model(name, tags={"coelho.use_case": use_case.key})
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
+def version_candidates(client: MlflowClient, name: str, events_tag: str) -> list[Candidate]:
+    """Every version of `name` as the champion rule sees it: score, window and `events_tag` from its tags."""
+    out = []
+    for version in client.search_model_versions(f"name='{name}'"):
+        tags = version.tags or {}
+        if "coelho.window" not in tags:
+            continue
+        score = tags.get("coelho.score")
+        out.append(Candidate(int(version.version), float(score) if score not in (None, "", "None") else None,
+                             Window.parse(tags["coelho.window"]), int(tags.get(events_tag, 0))))
+    return out
+
+
+def alias_version(client: MlflowClient, name: str) -> int | None:
+    """The version the `champion` alias of `name` points to, if any."""
+    try:
+        return int(client.get_model_version_by_alias(name, ALIAS).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def point_alias(client: MlflowClient, name: str, best: Candidate | None) -> int | None:
+    """Point the `champion` alias of `name` at `best` (unchanged when it already does); returns its version."""
+    if best is None:
+        return None
+    if alias_version(client, name) != best.version:
+        client.set_registered_model_alias(name, ALIAS, str(best.version))
+    return best.version
+
+
 @dataclass(frozen=True)
 class Champion:
-    """The model the `champion` alias points to, verified, with its version's tags."""
+    """A registered version's verified model (the one the `champion` alias points to, usually) and its tags."""
 
     version: int
     model: OnlineModel
@@ -59,37 +118,31 @@ class Champion:
     run_id: str | None
 
 
-class MlflowRegistry:
-    """One use case's experiment and registered model on one tracking server."""
+class UseCaseStore:
+    """A use case's experiment and one of its registered models (`name`) on one tracking server."""
 
-    def __init__(self, use_case: UseCase, tracking_uri: str, artifact_root: Path, signing_key: bytes) -> None:
+    def __init__(self, use_case: UseCase, name: str, tracking_uri: str, artifact_root: Path) -> None:
         self.use_case = use_case
-        self.name = model_name(use_case)
+        self.name = name
         self.tracking_uri = tracking_uri
         self.local = not tracking_uri.startswith(("http://", "https://", "databricks"))
         self.artifact_root = artifact_root
-        self.signing_key = signing_key
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._experiment_id: str | None = None
 
-    # runs ----------------------------------------------------------------------------------
     def experiment_id(self) -> str:
         """The use case's experiment, created on first use (artifacts under the data dir when local)."""
         if self._experiment_id is None:
-            title = self.use_case.title
-            found = self.client.get_experiment_by_name(title)
-            if found is not None:
-                self._experiment_id = found.experiment_id
-            else:
-                location = (self.artifact_root / self.use_case.key).as_uri() if self.local else None
-                try:
-                    self._experiment_id = self.client.create_experiment(
-                        title, artifact_location=location, tags={"coelho.use_case": self.use_case.key})
-                except MlflowException as exc:  # created meanwhile, by another learner or a lost attempt
-                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                        raise
-                    self._experiment_id = self.client.get_experiment_by_name(title).experiment_id
+            self._experiment_id = ensure_experiment(self.client, self.use_case, self.artifact_root, self.local)
         return self._experiment_id
+
+
+class MlflowRegistry(UseCaseStore):
+    """One use case's experiment and its online model `coelho-<uc>`: runs, signed versions, the champion."""
+
+    def __init__(self, use_case: UseCase, tracking_uri: str, artifact_root: Path, signing_key: bytes) -> None:
+        super().__init__(use_case, model_name(use_case), tracking_uri, artifact_root)
+        self.signing_key = signing_key
 
     def start_run(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """Create a run with its params and lineage tags (or find the one of this `coelho.holder`); its id."""
@@ -121,11 +174,7 @@ class MlflowRegistry:
         with tempfile.TemporaryDirectory(prefix="coelho-mlflow-") as tmp:
             local = save_pyfunc(Path(tmp) / MODEL_DIR, blob, self.use_case)
             self.client.log_artifacts(run_id, str(local), artifact_path)
-        try:
-            self.client.create_registered_model(self.name, tags={"coelho.use_case": self.use_case.key})
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
+        ensure_registered_model(self.client, self.name, self.use_case)
         source = f"runs:/{run_id}/{artifact_path}"
         for existing in self.client.search_model_versions(f"name='{self.name}' and run_id='{run_id}'"):
             if existing.source == source:  # registered by an attempt whose answer was lost
@@ -135,34 +184,15 @@ class MlflowRegistry:
 
     def candidates(self) -> list[Candidate]:
         """Every registered version as the champion rule sees it (from its tags)."""
-        out = []
-        for version in self.client.search_model_versions(f"name='{self.name}'"):
-            tags = version.tags or {}
-            if "coelho.window" not in tags:
-                continue
-            score = tags.get("coelho.score")
-            out.append(Candidate(int(version.version), float(score) if score not in (None, "", "None") else None,
-                                 Window.parse(tags["coelho.window"]), int(tags.get("coelho.events_applied", 0))))
-        return out
+        return version_candidates(self.client, self.name, "coelho.events_applied")
 
     def update_champion(self) -> int | None:
         """Point the `champion` alias at the rule's choice; returns that version (None: no eligible one)."""
-        best = choose(self.candidates(), self.use_case.champion)
-        if best is None:
-            return None
-        current = self.champion_version()
-        if current != best.version:
-            self.client.set_registered_model_alias(self.name, ALIAS, str(best.version))
-        return best.version
+        return point_alias(self.client, self.name, choose(self.candidates(), self.use_case.champion))
 
     def champion_version(self) -> int | None:
         """The version the alias points to, if any."""
-        try:
-            return int(self.client.get_model_version_by_alias(self.name, ALIAS).version)
-        except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-                return None
-            raise
+        return alias_version(self.client, self.name)
 
     def load_champion(self, known: Champion | None = None) -> Champion | None:
         """The champion's verified model (`known` is returned as is when still the champion)."""
@@ -171,6 +201,14 @@ class MlflowRegistry:
             return None
         if known is not None and known.version == version:
             return known
+        return self.load_version(version)
+
+    def version_tags(self) -> dict[int, dict[str, str]]:
+        """Every registered version's tags (watermarks, scores), by version."""
+        return {int(v.version): dict(v.tags or {}) for v in self.client.search_model_versions(f"name='{self.name}'")}
+
+    def load_version(self, version: int) -> Champion:
+        """Registered `version`'s verified model with its tags."""
         details = self.client.get_model_version(self.name, str(version))
         with tempfile.TemporaryDirectory(prefix="coelho-champion-") as tmp:
             local = self.client.download_artifacts(details.run_id, f"{_artifact_path(details.source)}/artifacts",

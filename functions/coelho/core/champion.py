@@ -5,6 +5,9 @@ metric over its last `window` events). Only like-for-like candidates compete: sc
 window definition, with at least a full window of events seen and a finite score. The best score
 wins (max or min per the rule); a tie goes to the newest version, so the choice is deterministic.
 
+Batch models (`coelho-<uc>-batch`) are ranked by the same rule on their test block: the rule's metric
+over the whole held-out block (`test_window`), which must hold at least `rule.window` rows.
+
 Examples
 --------
 >>> from coelho.core.usecase import ChampionRule
@@ -19,6 +22,10 @@ Examples
 4
 >>> choose([], rule) is None
 True
+>>> batch = [Candidate(1, 41.0, test_window(rule), events=5000), Candidate(2, 39.5, test_window(rule), events=80),
+...          Candidate(3, 40.2, test_window(rule), events=1200)]
+>>> choose(batch, rule, test_window(rule)).version   # version 2 scored on too few test rows
+3
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any
 
 from coelho.core.usecase import ChampionRule
 
-__all__ = ["Candidate", "Window", "candidate_from", "choose", "window_of"]
+__all__ = ["Candidate", "Window", "candidate_from", "choose", "test_window", "window_of"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,16 @@ def window_of(rule: ChampionRule) -> Window:
     return Window(rule.rolling, rule.window)
 
 
+def test_window(rule: ChampionRule) -> Window:
+    """How batch runs are ranked: the rule's metric over the test block, of at least `rule.window` rows.
+
+    >>> from coelho.core.usecase import ChampionRule
+    >>> str(test_window(ChampionRule("FBeta", "max", rolling="RollingFBeta")))
+    'test.FBeta/1000'
+    """
+    return Window(f"test.{rule.metric}", rule.window)
+
+
 def candidate_from(version: int, metrics: Mapping[str, Any], events: int, rule: ChampionRule) -> Candidate:
     """A candidate scored from a metric report (`rule.rolling` read from it).
 
@@ -81,20 +98,21 @@ def candidate_from(version: int, metrics: Mapping[str, Any], events: int, rule: 
     return Candidate(version, None if score is None else float(score), window_of(rule), events)
 
 
-def eligible(candidate: Candidate, rule: ChampionRule) -> bool:
-    """Same window definition, a full window seen and a finite score."""
+def eligible(candidate: Candidate, window: Window) -> bool:
+    """Scored on `window`, with at least a full window of events (or test rows) and a finite score."""
     return (
-        candidate.window == window_of(rule)
-        and candidate.events >= rule.window
+        candidate.window == window
+        and candidate.events >= window.size
         and candidate.score is not None
         and math.isfinite(candidate.score)
     )
 
 
-def choose(candidates: Iterable[Candidate], rule: ChampionRule) -> Candidate | None:
-    """The champion among `candidates`, or None when none is eligible."""
+def choose(candidates: Iterable[Candidate], rule: ChampionRule, window: Window | None = None) -> Candidate | None:
+    """The champion among `candidates` scored on `window` (default: the rule's rolling window), or None."""
     sign = 1.0 if rule.mode == "max" else -1.0
-    ranked = [c for c in candidates if eligible(c, rule)]
+    window = window or window_of(rule)
+    ranked = [c for c in candidates if eligible(c, window)]
     if not ranked:
         return None
     return max(ranked, key=lambda c: (sign * c.score, c.version))  # type: ignore[operator]

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from coelho.core.schema import Field
 from coelho.core.usecase import UseCase
 
-__all__ = ["METADATA", "TABLE_NAMES", "Column", "TableLayout", "layout_for"]
+__all__ = ["METADATA", "TABLE_NAMES", "Column", "TableLayout", "events_from_columns", "layout_for"]
 
 ColumnKind = Literal["str", "int", "float", "bool", "timestamp"]
 
@@ -133,4 +133,46 @@ def _flatten(payload: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> No
             _flatten(value, f"{prefix}{name}_", out)
         else:
             out[prefix + name] = value
+
+
+def events_from_columns(use_case: UseCase, columns: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
+    """The payloads of a table's rows given column-wise (the inverse of `TableLayout.row`).
+
+    A null in a field that is not required is dropped (as the producer would have left it out); a
+    null in a nullable field stays null. Metadata columns are ignored.
+
+    >>> from coelho.core import tfd
+    >>> layout = layout_for(tfd.USE_CASE)
+    >>> row = layout.row(tfd.EXAMPLE, ce_id="e", ce_source="s", ingested_at=datetime.now(UTC))
+    >>> events_from_columns(tfd.USE_CASE, {name: [value] for name, value in row.items()}) == [tfd.EXAMPLE]
+    True
+    """
+    plan = _unflatten_plan(use_case.schema.fields, "")
+    count = len(next(iter(columns.values()))) if columns else 0
+    return [_event_at(plan, columns, index) for index in range(count)]
+
+
+_Plan = list[tuple[str, Any, bool]]  # (field name, column name or nested plan, keep nulls)
+
+
+def _unflatten_plan(fields: tuple[Field, ...], prefix: str) -> _Plan:
+    plan: _Plan = []
+    for spec in fields:
+        if spec.kind == "object":
+            plan.append((spec.name, _unflatten_plan(spec.fields, f"{prefix}{spec.name}_"), True))
+        else:
+            plan.append((spec.name, prefix + spec.name, spec.required or spec.nullable))
+    return plan
+
+
+def _event_at(plan: _Plan, columns: Mapping[str, list[Any]], index: int) -> dict[str, Any]:
+    event: dict[str, Any] = {}
+    for name, source, keep_null in plan:
+        if isinstance(source, list):
+            event[name] = _event_at(source, columns, index)
+            continue
+        value = columns[source][index]
+        if value is not None or keep_null:
+            event[name] = value
+    return event
 

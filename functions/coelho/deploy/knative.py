@@ -11,7 +11,7 @@
 >>> service["metadata"]["labels"]["networking.knative.dev/visibility"]
 'cluster-local'
 >>> sorted(deployed())[:3]
-['delta-sink', 'ecci-learn', 'ecci-predict']
+['delta-sink', 'ecci-batch-predict', 'ecci-learn']
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ This table is what `coelho fn list` prints, what `coelho fn serve` runs and what
 Service manifests reference (FUNCTION_TARGET / FUNCTION_SIGNATURE_TYPE).
 
 >>> [f.name for f in FUNCTIONS if f.use_case == "tfd"]
-['tfd-learn', 'tfd-predict']
+['tfd-learn', 'tfd-predict', 'tfd-batch-predict']
+>>> [f.name for f in FUNCTIONS if f.role in ("train", "batch-predict")]
+['train', 'tfd-batch-predict', 'eta-batch-predict', 'ecci-batch-predict']
 >>> find("eta-predict").command(9000)[-8:]
 ['--target', 'eta_predict', '--source', '.../predict/main.py', '--signature-type', 'http', '--port', '9000']
 """
@@ -20,7 +22,7 @@ from coelho.config import Settings
 
 __all__ = ["FUNCTIONS", "FunctionSpec", "find", "functions_dir"]
 
-Role = Literal["learn", "predict", "query", "sink", "baseline"]
+Role = Literal["learn", "predict", "query", "sink", "train", "batch-predict", "baseline"]
 
 
 def functions_dir() -> Path:
@@ -69,6 +71,9 @@ FUNCTIONS: tuple[FunctionSpec, ...] = tuple(
     FunctionSpec("sql", "sql", "sql", "http", "query"),
     # Its requests mostly wait for their micro-batch's commit: more threads, larger shared commits.
     FunctionSpec("delta-sink", "delta_sink", "delta_sink", "cloudevent", "sink", threads=64),
+    FunctionSpec("train", "train", "train", "http", "train"),
+    *(FunctionSpec(f"{key}-batch-predict", "batch_predict", f"{key}_batch_predict", "http", "batch-predict", key)
+      for key in ("tfd", "eta", "ecci")),
     FunctionSpec("hello-event", "hello", "hello_event", "http", "baseline", server="asgi"),
     FunctionSpec("hello-http", "hello", "hello_http", "http", "baseline"),
 )

@@ -30,7 +30,7 @@ from coelho.runtime.outbox import Outbox
 if TYPE_CHECKING:
     from coelho.adapters.mlflow_registry import Champion, MlflowRegistry
 
-__all__ = ["History", "open_registry", "scalar_metrics"]
+__all__ = ["History", "candidate_tags", "open_registry", "register_replay", "scalar_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,33 @@ def scalar_metrics(report: Mapping[str, Any]) -> dict[str, float]:
                 if isinstance(inner, int | float) and not isinstance(inner, bool) and math.isfinite(inner):
                     out[f"{name}.{key}"] = float(inner)
     return out
+
+
+def candidate_tags(model: OnlineModel) -> dict[str, str]:
+    """What the champion rule (and the batch comparison) read from a version: its rolling score and window, the
+    metric, and watermarks (events applied, last event time)."""
+    report = model.metrics.report()
+    rule = model.use_case.champion
+    return {
+        "coelho.score": str(report.get(rule.rolling)),
+        "coelho.window": str(window_of(rule)),
+        f"coelho.{rule.metric}": str(report.get(rule.metric)),
+        "coelho.events_applied": str(model.events_applied),
+        "coelho.last_event_time": str(model.last_event_time),
+        "coelho.preset": model.preset,
+    }
+
+
+def register_replay(settings: Settings, model: OnlineModel, run_name: str) -> int | None:
+    """Register an online model that learned outside a learner (a replay of stored events, in the benchmarks and
+    tests) as a version of `coelho-<uc>` in a run of its own; returns the champion version afterwards."""
+    registry = open_registry(model.use_case, settings)
+    run_id = registry.start_run(run_name, {"use_case": model.use_case.key, "preset": model.preset},
+                                {"coelho.training_mode": "replay"})
+    registry.register(run_id, dumps_signed(model, settings.resolved_signing_key()), candidate_tags(model),
+                      f"model-{model.events_applied:012d}")
+    registry.end_run(run_id)
+    return registry.update_champion()
 
 
 class History:
@@ -198,18 +225,7 @@ class History:
         if not self.run_requested or model.events_applied in (0, self.registered_events):
             return
         self.registered_events = model.events_applied
-        report = model.metrics.report()
-        rule = self.use_case.champion
-        tags = {
-            "coelho.score": str(report.get(rule.rolling)),
-            "coelho.window": str(window_of(rule)),
-            f"coelho.{rule.metric}": str(report.get(rule.metric)),
-            "coelho.events_applied": str(model.events_applied),
-            "coelho.last_event_time": str(model.last_event_time),
-            "coelho.wal_seq": str(seq),
-            "coelho.preset": model.preset,
-            "coelho.holder": self.holder,
-        }
+        tags = {**candidate_tags(model), "coelho.wal_seq": str(seq), "coelho.holder": self.holder}
         path = f"model-{model.events_applied:012d}"
         self.log_metrics(model)
 

@@ -1,7 +1,7 @@
 """`coelho up`: the whole platform on one machine, with embedded defaults and no Docker.
 
-Starts (or reuses) the embedded Valkey, serves the functions (learn and predict per use case,
-sql and delta-sink) with functions-framework exactly as their containers would, feeds the learn
+Starts (or reuses) the embedded Valkey, serves the functions (learn, predict and batch-predict per
+use case, sql, delta-sink and train) with functions-framework exactly as their containers would, feeds the learn
 functions and delta-sink (the Delta tables) from the three producers, prints where everything
 is, and stops everything it started (by pid) on Ctrl-C. Unless MLFLOW_TRACKING_URI names a
 server (or COELHO_MLFLOW=off), it also starts a lean MLflow server on the data dir's sqlite
@@ -165,7 +165,7 @@ class Platform:
         lines = ["", "COELHO RealTime is up. Functions:"]
         for spec in FUNCTIONS:
             if spec.role != "baseline":
-                lines.append(f"  {spec.name:<13} {self.url(spec)}/   (status: {self.url(spec)}/status)")
+                lines.append(f"  {spec.name:<18} {self.url(spec)}/   (status: {self.url(spec)}/status)")
         lines.append("")
         lines.append("Try a prediction (predictions improve as the producers' events flow):")
         for key in USE_CASES:
@@ -176,6 +176,11 @@ class Platform:
         query = '{"use_case": "tfd", "query": "SELECT count(*) FROM data"}'
         lines.append("\nQuery a use case's Delta table (once a writer has committed rows):")
         lines.append(f"  curl -s -X POST {self.url(sql)}/ -H 'content-type: application/json' -d '{query}'")
+        train = next(f for f in FUNCTIONS if f.role == "train")
+        lines.append("\nTrain a batch model on a Delta table (it needs a few thousand rows: "
+                     "`coelho produce tfd --count 20000 --delta` writes them at once):")
+        lines.append(f"  curl -s -X POST {self.url(train)}/ -H 'content-type: application/json' -d '{{\"use_case\": "
+                     f"\"tfd\"}}'   then GET {self.url(train)}/status?use_case=tfd")
         if self.kafka:
             servers = self.broker.bootstrap_servers if self.broker else "the running broker"
             lines.append(f"\nEvents go through Kafka at {servers}, delivered by `coelho dispatch` from "

@@ -170,7 +170,6 @@ class Lifecycle:
         else:  # the server has not installed its handler yet: end as the default disposition would
             os._exit(128 + signal.SIGTERM)
 
-
     def at_exit(self) -> None:
         """threading's exit hook: clean up what is left; after a signalled stop, end the worker at once."""
         self.close_all()

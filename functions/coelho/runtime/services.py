@@ -39,7 +39,8 @@ from coelho.runtime.lifecycle import LIFECYCLE, RETRY_AFTER_S, Draining
 from coelho.runtime.predictor import NoModel, Predictor
 from coelho.runtime.telemetry import PredictionMetrics, RequestMetrics, Sample
 
-__all__ = ["PredictService", "Service", "SinkService", "event_payload", "open_state", "reject", "target_use_case"]
+__all__ = ["PredictService", "Service", "SinkService", "event_payload", "open_state", "predict_payload", "reject",
+           "target_use_case"]
 
 log = logging.getLogger("coelho.functions")
 
@@ -195,18 +196,7 @@ class PredictService(Service):
     def handle(self, request: flask.Request) -> flask.Response:
         """POST one raw event (label optional) → prediction, model_version, model_source."""
         started = time.perf_counter()
-        if request.method != "POST":
-            reject(405, "POST one event as JSON", **{"Allow": "POST"})
-        # Checked by hand: the framework re-reads the body after the response, which a Flask
-        # MAX_CONTENT_LENGTH would turn into a second error.
-        if (request.content_length or 0) > self.settings.max_event_bytes:
-            reject(413, f"event larger than {self.settings.max_event_bytes} bytes")
-        payload = request.get_json(silent=True)
-        uc = self.use_case
-        problems = uc.schema.validate(payload, optional=uc.optional_for_predict)
-        if problems:
-            telemetry.PREDICTIONS.labels(self.name, "rejected").inc()
-            reject(422, "invalid event", problems)
+        payload = predict_payload(self, request)
         predictor = self.engine()
         try:
             result = predictor.predict(payload)
@@ -218,6 +208,23 @@ class PredictService(Service):
         telemetry.PREDICT_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         telemetry.MODEL_VERSION.labels(self.name).set(result["model_version"])
         return flask.jsonify(result)
+
+
+def predict_payload(service: Service, request: flask.Request) -> Any:
+    """The raw event of a predict request (label optional), or the request refused: 405, 413, 422 naming each field."""
+    if request.method != "POST":
+        reject(405, "POST one event as JSON", **{"Allow": "POST"})
+    # Checked by hand: the framework re-reads the body after the response, which a Flask
+    # MAX_CONTENT_LENGTH would turn into a second error.
+    if (request.content_length or 0) > service.settings.max_event_bytes:
+        reject(413, f"event larger than {service.settings.max_event_bytes} bytes")
+    payload = request.get_json(silent=True)
+    use_case: UseCase = service.use_case  # type: ignore[attr-defined]
+    problems = use_case.schema.validate(payload, optional=use_case.optional_for_predict)
+    if problems:
+        telemetry.PREDICTIONS.labels(service.name, "rejected").inc()
+        reject(422, "invalid event", problems)
+    return payload
 
 
 class SinkService(Service):

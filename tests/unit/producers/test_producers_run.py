@@ -115,3 +115,38 @@ def test_a_random_seed_is_drawn_and_reported(tmp_path: Path, start: datetime) ->
     replay = produce("eta", rate=0, count=3, seed=first.seed, out=str(tmp_path / "b"), start=start)
     assert replay.seed == first.seed
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+
+
+def test_files_and_delta_tables_are_written_unpaced_unless_a_rate_is_given(
+        tmp_path: Path, start: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[str] = []
+    monkeypatch.setattr(run_module, "_wait_until", lambda _wall, _sim, timestamp: waits.append(timestamp))
+    monkeypatch.setenv("COELHO_DELTA_ROOT", str(tmp_path / "delta"))
+    produce("tfd", count=5, seed=1, out=str(tmp_path / "a.jsonl"), start=start)
+    produce("tfd", count=5, seed=1, delta=True, start=start)
+    assert waits == []  # pacing is for live sinks
+    produce("tfd", count=5, seed=1, rate=2.0, out=str(tmp_path / "b.jsonl"), start=start)
+    assert len(waits) == 5
+
+
+def test_delta_output_appends_the_delta_sink_rows(tmp_path: Path, start: datetime,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from deltalake import DeltaTable
+
+    from coelho.core import USE_CASES
+    from coelho.core.table import layout_for
+    from coelho.producers.run import make_generator
+
+    monkeypatch.setenv("COELHO_DELTA_ROOT", str(tmp_path / "delta"))
+    report = produce("eta", count=250, seed=3, delta=True, start=start)
+    assert report.produced == 250
+    rows = DeltaTable(str(tmp_path / "delta" / "eta")).to_pyarrow_table().to_pylist()
+    layout = layout_for(USE_CASES["eta"])
+    generator = make_generator("eta", seed=3, start=start)
+    expected = [layout.row(next(generator), ce_id="", ce_source="/coelho/producers/eta", ingested_at=start)
+                for _ in range(250)]
+    assert [c.name for c in layout.columns] == list(rows[0])
+    for row, want in zip(rows, expected, strict=True):
+        assert row["ce_id"] == row["trip_id"] and row["kafka_partition"] is None
+        assert {k: v for k, v in row.items() if k not in ("ce_id", "ingested_at")} == \
+            {k: v for k, v in want.items() if k not in ("ce_id", "ingested_at")}

@@ -1,0 +1,138 @@
+"""Training rows: one committed version of a use case's Delta table, selected, sorted by event time.
+
+The table is read with `DeltaSnapshot`, the reader the `sql` function uses: the Delta log's live files at
+one version, never a glob of the folder's parquet files. Rows are filtered by event time (`since` ≤ t <
+`until`, pushed down to the parquet scan), sorted by (event_time, ce_source, ce_id) so that everything after
+is deterministic, sampled with a fixed seed (`sample_frac`), and cut to the newest `max_rows`. The rows turn
+back into the raw events the producers sent (`coelho.core.table.events_from_columns`), chunk by chunk, for
+the use case's one feature function.
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> from datetime import UTC, datetime
+>>> from deltalake import write_deltalake
+>>> from coelho.core import USE_CASES, tfd
+>>> from coelho.core.table import layout_for
+>>> from coelho.core.train_request import TrainRequest
+>>> settings = Settings(data_dir=Path(tempfile.mkdtemp()))
+>>> layout = layout_for(USE_CASES["tfd"])
+>>> events = [{**tfd.EXAMPLE, "transaction_id": f"t{i}", "timestamp": f"2026-03-02T10:00:0{i}+00:00"} for i in range(5)]
+>>> rows = [layout.row(e, ce_id=e["transaction_id"], ce_source="/s", ingested_at=datetime.now(UTC)) for e in events]
+>>> write_deltalake(settings.delta_uri("tfd"), pa.Table.from_pylist(rows, schema=arrow_schema(layout)))
+>>> data = read_rows(settings, USE_CASES["tfd"], TrainRequest("tfd", since="2026-03-02T10:00:01Z", max_rows=3))
+>>> data.version, data.rows, [e["transaction_id"] for chunk in data.events(range(data.rows)) for e in chunk]
+(0, 3, ['t2', 't3', 't4'])
+>>> next(data.events([0]))[0] == events[2], data.column("transaction_id", [2, 0])
+(True, ['t4', 't2'])
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from coelho.adapters.delta_snapshot import DeltaSnapshot
+from coelho.adapters.delta_store import arrow_schema, storage_options
+from coelho.config import Settings
+from coelho.core.table import events_from_columns, layout_for
+from coelho.core.train_request import TrainRequest
+from coelho.core.usecase import UseCase
+
+__all__ = ["CHUNK_ROWS", "NoTrainingData", "SAMPLE_SEED", "TrainingRows", "read_rows"]
+
+#: Rows turned into events (and features) at a time: bounds the memory of Python objects.
+CHUNK_ROWS = 50_000
+#: Seed of `sample_frac`'s row sample (the same request on the same version selects the same rows).
+SAMPLE_SEED = 42
+SORT_KEYS = [("event_time", "ascending"), ("ce_source", "ascending"), ("ce_id", "ascending")]
+
+class NoTrainingData(LookupError):
+    """The use case has no Delta table, or none of its rows match the request."""
+
+
+@dataclass
+class TrainingRows:
+    """The selected rows of one Delta table version, sorted by event time."""
+
+    use_case: UseCase
+    uri: str
+    version: int
+    table: pa.Table
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+    def times_us(self) -> np.ndarray:
+        """Event time of each row, microseconds since the epoch."""
+        return self.table.column("event_time").cast(pa.int64()).to_numpy()
+
+    def column(self, name: str, indices: Sequence[int] | None = None) -> list[Any]:
+        """Values of one column (at the row positions `indices`, default all)."""
+        values = self.table.column(name)
+        return (values if indices is None else values.take(pa.array(indices, pa.int64()))).to_pylist()
+
+    def ids(self, indices: Sequence[int] | None = None) -> list[str]:
+        """Row ids: `ce_source` + " " + `ce_id` (the table's dedup key)."""
+        return [f"{source} {event_id}" for source, event_id in
+                zip(self.column("ce_source", indices), self.column("ce_id", indices), strict=True)]
+
+    def digest(self, indices: Sequence[int] | None = None) -> str:
+        """SHA-256 of the rows' ids and event times: names exactly which rows a block holds."""
+        digest = hashlib.sha256()
+        times = self.times_us() if indices is None else self.times_us()[np.asarray(indices, dtype=np.int64)]
+        for row_id, time_us in zip(self.ids(indices), times.tolist(), strict=True):
+            digest.update(f"{row_id} {time_us}\n".encode())
+        return digest.hexdigest()
+
+    def events(self, indices: Sequence[int], chunk_rows: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
+        """The raw events of the rows at positions `indices`, `chunk_rows` at a time."""
+        payload = [c.name for c in layout_for(self.use_case).columns if c.name in self.table.column_names]
+        positions = np.asarray(indices, dtype=np.int64)
+        for first in range(0, len(positions), chunk_rows):
+            chunk = self.table.select(payload).take(pa.array(positions[first : first + chunk_rows]))
+            yield events_from_columns(self.use_case, {name: chunk.column(name).to_pylist() for name in payload})
+
+
+def read_rows(settings: Settings, use_case: UseCase, request: TrainRequest, version: int | None = None,
+              columns: Sequence[str] | None = None) -> TrainingRows:
+    """The rows `request` selects from `use_case`'s Delta table at `version` (default: the latest)."""
+    uri = settings.delta_uri(use_case.key)
+    snapshot = DeltaSnapshot(uri, storage_options(settings))
+    latest = snapshot.version()
+    if latest is None:
+        raise NoTrainingData(f"no Delta table at {uri}: write {use_case.key} events first "
+                             f"(`coelho produce {use_case.key} --delta`, or the delta-sink function)")
+    if version is not None and version != latest:
+        if version > latest:
+            raise NoTrainingData(f"{uri} has no version {version} (latest {latest})")
+        snapshot.pin(version)
+    wanted = None if columns is None else sorted(set(columns) | {name for name, _ in SORT_KEYS})
+    table = snapshot.dataset().to_table(columns=wanted, filter=_time_filter(request))
+    if table.num_rows:
+        table = table.take(pc.sort_indices(table, sort_keys=SORT_KEYS))
+    if request.sample_frac is not None and request.sample_frac < 1:
+        keep = np.random.default_rng(SAMPLE_SEED).random(table.num_rows) < request.sample_frac
+        table = table.filter(pa.array(keep))
+    if request.max_rows is not None and table.num_rows > request.max_rows:
+        table = table.slice(table.num_rows - request.max_rows)
+    schema = arrow_schema(layout_for(use_case))
+    return TrainingRows(use_case, uri, version if version is not None else latest,
+                        table.cast(pa.schema([schema.field(name) for name in table.column_names])))
+
+
+def _time_filter(request: TrainRequest) -> pc.Expression | None:
+    bounds = []
+    if (since := request.since_utc()) is not None:
+        bounds.append(pc.field("event_time") >= pa.scalar(since, pa.timestamp("us", tz="UTC")))
+    if (until := request.until_utc()) is not None:
+        bounds.append(pc.field("event_time") < pa.scalar(until, pa.timestamp("us", tz="UTC")))
+    if not bounds:
+        return None
+    return bounds[0] if len(bounds) == 1 else bounds[0] & bounds[1]
