@@ -11,7 +11,7 @@ export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 # Debian packages the tests use (installed by infra/local/debian-packages.sh when missing).
-DEBIAN_PACKAGES := postgresql
+DEBIAN_PACKAGES := postgresql chromium chromium-driver
 QUICK ?=
 KAFKA ?=
 

@@ -66,6 +66,13 @@ class Settings:
     sink_batch_ms: int = 200
     sink_compact_every: int = 100
     sink_dedup_seconds: int = 3600
+    function_url_template: str = "http://127.0.0.1:{port}"
+    function_urls: tuple[tuple[str, str], ...] = ()
+    ui_password: str | None = None
+    ui_storage_secret: str | None = None
+    ui_links: tuple[tuple[str, str], ...] = ()
+    ui_tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    ui_timeout_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +123,25 @@ class Settings:
             return f"{self.spark_checkpoint_root.rstrip('/')}/{use_case}"
         return str((self.data_dir / "checkpoints" / "spark" / use_case).resolve())
 
+    def function_url(self, name: str, port: int | None = None) -> str | None:
+        """Where function `name` answers: its COELHO_FUNCTION_URLS entry, else COELHO_FUNCTION_URL_TEMPLATE.
+
+        The template's `{name}` is the function's name and `{port}` its `coelho up` port (`port`); None when
+        the template needs a port and there is none (a function this checkout does not run locally).
+
+        >>> Settings(function_url_template="http://{name}.coelho.svc.cluster.local").function_url("sql")
+        'http://sql.coelho.svc.cluster.local'
+        >>> settings = Settings(function_urls=(("sql", "http://10.0.0.7:9000/"),))
+        >>> settings.function_url("sql", 8087), settings.function_url("tfd-predict", 8082), settings.function_url("x")
+        ('http://10.0.0.7:9000', 'http://127.0.0.1:8082', None)
+        """
+        overrides = dict(self.function_urls)
+        if name in overrides:
+            return overrides[name].rstrip("/")
+        if port is None and "{port}" in self.function_url_template:
+            return None
+        return self.function_url_template.format(name=name, port=port).rstrip("/")
+
 
 def _positive(cast: Callable[[str], T]) -> Callable[[str], T]:
     def parse(raw: str) -> T:
@@ -125,6 +151,30 @@ def _positive(cast: Callable[[str], T]) -> Callable[[str], T]:
         return value
 
     return parse
+
+
+def _pairs(raw: str) -> tuple[tuple[str, str], ...]:
+    """`name=value` items separated by commas.
+
+    >>> _pairs("MLflow=http://127.0.0.1:8089, Grafana=http://grafana:3000")
+    (('MLflow', 'http://127.0.0.1:8089'), ('Grafana', 'http://grafana:3000'))
+    """
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    pairs = tuple(tuple(part.strip() for part in item.split("=", 1)) for item in items)
+    if any(len(pair) != 2 or not all(pair) for pair in pairs):
+        raise ValueError("must be comma-separated name=value items")
+    return pairs  # type: ignore[return-value]
+
+
+def _url_template(raw: str) -> str:
+    """A function URL template: placeholders `{name}` and `{port}` only, at least one of them."""
+    try:
+        raw.format(name="f", port=1)
+    except (KeyError, IndexError, ValueError):
+        raise ValueError("may only use the placeholders {name} and {port}") from None
+    if "{name}" not in raw and "{port}" not in raw:
+        raise ValueError("must contain {name} or {port}")
+    return raw
 
 
 def _flag(raw: str) -> bool:
@@ -175,5 +225,12 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sink_batch_ms": ("COELHO_SINK_BATCH_MS", _positive(int)),
     "sink_compact_every": ("COELHO_SINK_COMPACT_EVERY", _positive(int)),
     "sink_dedup_seconds": ("COELHO_SINK_DEDUP_SECONDS", _positive(int)),
+    "function_url_template": ("COELHO_FUNCTION_URL_TEMPLATE", _url_template),
+    "function_urls": ("COELHO_FUNCTION_URLS", _pairs),
+    "ui_password": ("COELHO_UI_PASSWORD", str),
+    "ui_storage_secret": ("COELHO_UI_STORAGE_SECRET", str),
+    "ui_links": ("COELHO_UI_LINKS", _pairs),
+    "ui_tile_url": ("COELHO_UI_TILE_URL", str),
+    "ui_timeout_seconds": ("COELHO_UI_TIMEOUT_S", _positive(float)),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

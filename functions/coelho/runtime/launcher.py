@@ -30,7 +30,7 @@ from coelho.adapters.mlflow_server import MlflowServer
 from coelho.config import Settings
 from coelho.core import USE_CASES
 from coelho.dispatch.manifest import load_manifests
-from coelho.runtime.catalog import FUNCTIONS, FunctionSpec
+from coelho.runtime.catalog import BASE_PORT, FUNCTIONS, FunctionSpec, local_port
 
 __all__ = ["Platform", "run_platform"]
 
@@ -48,7 +48,7 @@ class Platform:
     """The processes of one local platform run."""
 
     settings: Settings
-    base_port: int = 8081
+    base_port: int = BASE_PORT
     rate_scale: float = 1.0
     producers: bool = True
     kafka: bool = False
@@ -59,8 +59,7 @@ class Platform:
     mlflow_server: MlflowServer | None = None
 
     def url(self, spec: FunctionSpec) -> str:
-        index = [f for f in FUNCTIONS if f.role != "baseline"].index(spec)
-        return f"http://127.0.0.1:{self.base_port + index}"
+        return f"http://127.0.0.1:{local_port(spec.name, self.base_port)}"
 
     def start(self) -> None:
         """Start Redis (when needed), the functions and the producers; wait until they answer."""

@@ -156,6 +156,7 @@ class PredictService(Service):
     def __init__(self, app: flask.Flask, settings: Settings) -> None:
         super().__init__(app, settings)
         self.use_case = target_use_case(self.name)
+        app.add_url_rule("/versions", "coelho_versions", lambda: self.engine().versions.listing(), methods=["GET"])
 
     def _build_engine(self) -> Predictor:
         """The predictor of the use case's state in Redis."""
@@ -165,7 +166,8 @@ class PredictService(Service):
         return {"function": self.name, **self.engine().status()}
 
     def handle(self, request: flask.Request) -> flask.Response:
-        """POST one raw event (label optional) → prediction, model_version, model_source."""
+        """POST one raw event (label optional) → prediction, model_version, model_source; `?version=N` asks
+        registered MLflow version N instead of the live model (GET /versions lists them)."""
         started = time.perf_counter()
         if request.method != "POST":
             reject(405, "POST one event as JSON", **{"Allow": "POST"})
@@ -173,6 +175,7 @@ class PredictService(Service):
         # MAX_CONTENT_LENGTH would turn into a second error.
         if (request.content_length or 0) > self.settings.max_event_bytes:
             reject(413, f"event larger than {self.settings.max_event_bytes} bytes")
+        version = _version_arg(request)
         payload = request.get_json(silent=True)
         uc = self.use_case
         problems = uc.schema.validate(payload, optional=uc.optional_for_predict)
@@ -180,14 +183,29 @@ class PredictService(Service):
             telemetry.PREDICTIONS.labels(self.name, "rejected").inc()
             reject(422, "invalid event", problems)
         try:
-            result = self.engine().predict(payload)
+            engine = self.engine()
+            result = engine.predict(payload) if version is None else engine.versions.predict(version, payload)
         except NoModel as exc:
             telemetry.PREDICTIONS.labels(self.name, "no_model").inc()
             reject(503, str(exc), **{"Retry-After": "5"})
+        except LookupError as exc:
+            telemetry.PREDICTIONS.labels(self.name, "no_model").inc()
+            reject(404, str(exc), [Problem("version", str(exc))])
         telemetry.PREDICTIONS.labels(self.name, "ok").inc()
         telemetry.PREDICT_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        telemetry.MODEL_VERSION.labels(self.name).set(result["model_version"])
+        if version is None:  # the gauge follows the model served by default, not a version asked for
+            telemetry.MODEL_VERSION.labels(self.name).set(result["model_version"])
         return flask.jsonify(result)
+
+
+def _version_arg(request: flask.Request) -> int | None:
+    """The optional `?version=N` of a predict request (a registered MLflow version)."""
+    raw = request.args.get("version")
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        reject(400, "invalid version", [Problem("version", "must be a registered version number (an integer >= 1)")])
+    return int(raw)
 
 
 class SinkService(Service):
