@@ -36,21 +36,21 @@ lock: $(UV)  ## re-resolve uv.lock after changing pyproject.toml's dependencies
 lock-check: $(UV)  ## fail when pyproject.toml and uv.lock disagree
 	$(UV) lock --check --python $(PYTHON)
 
-up: $(STAMP)  ## run the platform locally (embedded Valkey, six functions, three producers); KAFKA=1 goes through Kafka
+up: $(STAMP)  ## run the platform locally (embedded Valkey, MLflow, the functions, the web UI on :8080, three producers); KAFKA=1 goes through Kafka
 	$(BIN)/coelho up $(if $(KAFKA),--kafka,)
 
 system:  ## install the Debian packages the tests use, when missing (as root)
 	infra/local/debian-packages.sh $(DEBIAN_PACKAGES)
 
 test: lock-check system $(STAMP)  ## lock check and lint, then the whole test suite on real services
-	$(BIN)/ruff check functions eventing tests bench
+	$(BIN)/ruff check functions eventing tests bench ui infra
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)  ## benchmarks: prints a table, writes bench/results.json (QUICK=1 for a short run)
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
 
 lint: $(STAMP)  ## ruff only
-	$(BIN)/ruff check functions eventing tests bench
+	$(BIN)/ruff check functions eventing tests bench ui infra
 
 clean:  ## remove the venv and local state
 	rm -rf $(VENV) .coelho

@@ -1,8 +1,9 @@
 """`coelho up`: the whole platform on one machine, with embedded defaults and no Docker.
 
 Starts (or reuses) the embedded Valkey, serves the functions (learn and predict per use case,
-sql and delta-sink) with functions-framework exactly as their containers would, feeds the learn
-functions and delta-sink (the Delta tables) from the three producers, prints where everything
+sql and delta-sink) with functions-framework exactly as their containers would, serves the web UI
+(`coelho ui`, on the port below the first function's: 8080 by default) pointed at them, feeds the
+learn functions and delta-sink (the Delta tables) from the three producers, prints where everything
 is, and stops everything it started (by pid) on Ctrl-C. Unless MLFLOW_TRACKING_URI names a
 server (or COELHO_MLFLOW=off), it also starts a lean MLflow server on the data dir's sqlite
 store, on the port after the functions', and points every function at it: one writer process for
@@ -53,6 +54,7 @@ class Platform:
     producers: bool = True
     kafka: bool = False
     manifests: Path = MANIFESTS
+    ui_port: int | None = None  # the web UI's port (None: the one below the first function's)
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     valkey: EmbeddedValkey | None = None
     broker: KafkaBroker | None = None
@@ -60,6 +62,10 @@ class Platform:
 
     def url(self, spec: FunctionSpec) -> str:
         return f"http://127.0.0.1:{local_port(spec.name, self.base_port)}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port or self.base_port - 1}"
 
     def start(self) -> None:
         """Start Redis (when needed), the functions and the producers; wait until they answer."""
@@ -87,12 +93,16 @@ class Platform:
             env["MLFLOW_TRACKING_URI"] = server.url
         for spec in served:
             self._spawn(spec.name, spec.command(int(self.url(spec).rsplit(":", 1)[1])), spec.environment() | env, logs)
+        urls = ",".join(f"{spec.name}={self.url(spec)}" for spec in served)  # the UI finds each function here
+        self._spawn("ui", [sys.executable, "-m", "coelho.cli", "ui", "--host", "127.0.0.1", "--port",
+                           self.ui_url.rsplit(":", 1)[1]], env | {"COELHO_FUNCTION_URLS": urls}, logs)
         if self.kafka:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self._start_kafka(data_dir)
         for spec in served:
             _wait_healthy(self.url(spec) + "/healthz")
         if self.mlflow_server is not None:  # before any event: a learner on an empty Redis asks for the champion
             self.mlflow_server.wait_healthy(180)
+        _wait_healthy(self.ui_url + "/")
         learners = {key: self.url(next(f for f in served if f.use_case == key and f.role == "learn")) + "/"
                     for key in USE_CASES}
         delta_sink = self.url(next(f for f in served if f.role == "sink")) + "/"
@@ -125,7 +135,7 @@ class Platform:
 
     def banner(self) -> str:
         """Where everything is, with a curl example per predict function."""
-        lines = ["", "COELHO RealTime is up. Functions:"]
+        lines = ["", f"COELHO RealTime is up. Web UI: {self.ui_url}/", "", "Functions:"]
         for spec in FUNCTIONS:
             if spec.role != "baseline":
                 lines.append(f"  {spec.name:<13} {self.url(spec)}/   (status: {self.url(spec)}/status)")
@@ -193,9 +203,11 @@ def _wait_healthy(url: str, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def run_platform(settings: Settings, base_port: int, rate_scale: float, producers: bool, kafka: bool = False) -> int:
+def run_platform(settings: Settings, base_port: int, rate_scale: float, producers: bool, kafka: bool = False,
+                 ui_port: int | None = None) -> int:
     """Run until interrupted; returns an exit code."""
-    platform = Platform(settings, base_port=base_port, rate_scale=rate_scale, producers=producers, kafka=kafka)
+    platform = Platform(settings, base_port=base_port, rate_scale=rate_scale, producers=producers, kafka=kafka,
+                        ui_port=ui_port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         platform.start()
