@@ -36,6 +36,7 @@ from coelho.producers.geography import haversine_km
 from coelho.producers.run import make_generator
 from coelho_ui import fmt
 from coelho_ui.usecases import VIEWS, FieldView, schema_field
+from coelho_ui.widgets import tagged
 
 __all__ = ["EventForm", "coerce", "flat", "hint", "nested", "random_event"]
 
@@ -132,7 +133,7 @@ class EventForm:
             if spec.nullable:
                 element.props["hint"] = "optional"
         element.props["dense"] = True
-        element.mark(f"field-{field.path}")
+        tagged(element, f"field-{field.path}")
         if self.view.key == "eta" and field.path.startswith(("origin.", "destination.")):
             element.on_value_change(self._route_changed)
         self.inputs[field.path] = element

@@ -13,7 +13,7 @@ from nicegui import ui
 from coelho.config import Settings
 from coelho_ui import fmt
 from coelho_ui.usecases import UseCaseView
-from coelho_ui.widgets import ClusterView, TripMap, gauge_options
+from coelho_ui.widgets import ClusterView, TripMap, gauge_options, tagged
 
 __all__ = ["Result", "result_panel", "tile_url"]
 
@@ -37,7 +37,7 @@ class Result:
 class FraudResult(Result):
     def __init__(self) -> None:
         with ui.row().classes("w-full items-center no-wrap"):
-            self.gauge = ui.echart(gauge_options(None)).classes("w-64").style("height: 220px").mark("fraud-gauge")
+            self.gauge = tagged(ui.echart(gauge_options(None)).classes("w-64").style("height: 220px"), "fraud-gauge")
             with ui.column().classes("gap-1"):
                 self.decision = ui.label(fmt.DASH).classes("text-h5").mark("decision")
                 ui.label("Green below 30 %, amber to 70 %, red above; the decision threshold is 50 %.").classes(

@@ -51,6 +51,7 @@ def frame(settings: Settings) -> None:
                         ui.link(name, url, new_tab=True).classes("text-body1")
                 if not links:
                     ui.menu_item("none configured (COELHO_UI_LINKS)").props("disable")
-        ui.button(icon="dark_mode", on_click=toggle_dark).props("flat round color=white").tooltip("Dark mode")
+        ui.button(icon="dark_mode", on_click=toggle_dark).props("flat round color=white").tooltip("Dark mode").mark(
+            "dark-mode")
         if settings.ui_password:
             ui.button(icon="logout", on_click=login.log_out).props("flat round color=white").tooltip("Log out")

@@ -15,18 +15,28 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from nicegui import ui
 
 from coelho_ui import fmt
 from coelho_ui.usecases import MetricView
 
-__all__ = ["Banner", "ClusterView", "KeyValues", "MetricCards", "SeriesChart", "TripMap", "bars", "gauge_options"]
+__all__ = ["Banner", "ClusterView", "KeyValues", "MetricCards", "SeriesChart", "TripMap", "bars", "gauge_options",
+           "tagged"]
 
 MUTED = "#888888"
 HIGHLIGHT = "#ea580c"
 PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#0891b2", "#dc2626"]
+
+
+E = TypeVar("E", bound=ui.element)
+
+
+def tagged(element: E, name: str) -> E:
+    """Mark `element` for the User fixture's `find(marker=)` and the browser's `[data-testid=...]`."""
+    element.props(f'data-testid="{name}"')
+    return element.mark(name)
 
 
 def _axis() -> dict[str, Any]:
@@ -104,7 +114,8 @@ class SeriesChart:
             "yAxis": {"type": "value", "scale": True,
                       "name": "seconds" if self.metrics and self.metrics[0].unit == "s" else "", **_axis()},
             "series": [{"name": m.label, "type": "line", "showSymbol": False, "data": []} for m in self.metrics],
-        }).classes("w-full").style(f"height: {height}").mark("series-chart")
+        }).classes("w-full").style(f"height: {height}")
+        tagged(self.chart, "series-chart")
 
     def set_history(self, history: Mapping[str, Iterable[tuple[int, float]]]) -> None:
         """Replace the series with `history` (metric name → (step, value) points)."""
@@ -145,9 +156,9 @@ class Banner:
     """A warning strip shown while something is unavailable."""
 
     def __init__(self) -> None:
-        with ui.row().classes("w-full items-center gap-2 p-2 rounded bg-red-1 text-red-10") as self.row:
+        with ui.row().classes("w-full items-center gap-2 p-2 rounded bg-red-1 text-red-10").mark("banner") as self.row:
             ui.icon("cloud_off")
-            self.text = ui.label().mark("banner")
+            self.text = tagged(ui.label(), "banner-text")
         self.row.set_visibility(False)
 
     def show(self, text: str | None) -> None:
@@ -163,7 +174,7 @@ class TripMap:
     def __init__(self, tile_url: str | None) -> None:
         self.map = ui.leaflet(center=(29.76, -95.37), zoom=10,
                               options={"preferCanvas": True, "attributionControl": tile_url is not None})
-        self.map.classes("w-full").style("height: 320px").mark("trip-map")
+        tagged(self.map.classes("w-full").style("height: 320px"), "trip-map")
         self.map.clear_layers()  # no default OpenStreetMap layer: tiles only from the configured URL
         if tile_url:
             self.map.tile_layer(url_template=tile_url, options={

@@ -20,7 +20,7 @@ from coelho_ui.client import Reply, functions
 from coelho_ui.forms import EventForm
 from coelho_ui.results import result_panel
 from coelho_ui.usecases import UseCaseView
-from coelho_ui.widgets import Banner, KeyValues, MetricCards, SeriesChart
+from coelho_ui.widgets import Banner, KeyValues, MetricCards, SeriesChart, tagged
 
 __all__ = ["Predictions", "tab", "version_label"]
 
@@ -67,15 +67,14 @@ class Predictions:
                 with ui.row().classes("w-full"):
                     ui.button("Randomise", icon="casino", on_click=self.form.randomise).props("outline").mark(
                         "randomise")
-                    ui.button("Predict", icon="play_arrow", on_click=self.predict).mark("predict").props(
-                        'data-testid="predict"')
+                    tagged(ui.button("Predict", icon="play_arrow", on_click=self.predict), "predict")
                 self.problems = ui.label().classes("text-negative text-sm").mark("problems")
             with ui.column().classes("w-3/5 grow") as self.right:
                 with ui.card().classes("w-full"):
                     ui.label("Prediction").classes("text-subtitle1 text-bold")
                     self.result = result_panel(view, self.api.settings)
-                    self.meta = ui.label("Fill the form (or Randomise) and Predict.").classes(
-                        "text-xs text-grey-7").mark("result-meta").props('data-testid="result-meta"')
+                    self.meta = tagged(ui.label("Fill the form (or Randomise) and Predict.").classes(
+                        "text-xs text-grey-7"), "result-meta")
         self.form.randomise()
 
     def _default_label(self) -> str:

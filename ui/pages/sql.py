@@ -15,6 +15,7 @@ from nicegui import ui
 from coelho_ui import fmt
 from coelho_ui.client import functions
 from coelho_ui.usecases import UseCaseView
+from coelho_ui.widgets import tagged
 
 __all__ = ["grid_options", "tab"]
 
@@ -51,16 +52,14 @@ class Sql:
                                             keymap={"Mod-Enter": self.run}).classes("w-full border rounded").style(
                     "height: 160px").mark("editor")
                 with ui.row().classes("items-center w-full"):
-                    ui.button("Run", icon="play_arrow", on_click=self.run).mark("run").props('data-testid="run"')
+                    tagged(ui.button("Run", icon="play_arrow", on_click=self.run), "run")
                     ui.button("Clear", icon="clear", on_click=lambda: self.editor.set_value("")).props("flat")
                     self.limit = ui.number("Row limit", value=DEFAULT_LIMIT, min=1, precision=0).classes("w-32").mark(
                         "limit")
                     ui.label("Ctrl+Enter runs the query. The table is `data` (or its full name).").classes(
                         "text-xs text-grey-7")
-                self.error = ui.label().classes("text-negative text-sm").mark("sql-error").props(
-                    'data-testid="sql-error"')
-                self.summary = ui.label().classes("text-sm text-grey-8").mark("sql-summary").props(
-                    'data-testid="sql-summary"')
+                self.error = tagged(ui.label().classes("text-negative text-sm"), "sql-error")
+                self.summary = tagged(ui.label().classes("text-sm text-grey-8"), "sql-summary")
                 self.grid = ui.aggrid(grid_options([], []), theme="quartz").classes("w-full").style(
                     "height: 460px").mark("grid")
             with ui.column().classes("w-1/4 min-w-64"):
