@@ -1,4 +1,4 @@
-"""`coelho up` (what `make up` runs): embedded Valkey, seven functions, three producers, clean stop."""
+"""`coelho up` (what `make up` runs): embedded Valkey, the functions, the web UI, three producers, clean stop."""
 
 from __future__ import annotations
 
@@ -35,12 +35,12 @@ def _status(url: str) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("kafka", [False, True], ids=["http", "kafka"])
 def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafka):
-    base = _free_block(9)  # eight functions and the MLflow server
+    base = _free_block(10)  # eight functions, the MLflow server and the web UI
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PYTEST_CURRENT_TEST", "PORT")}
     env["COELHO_DATA_DIR"] = str(tmp_path / "state")
     up = subprocess.Popen(
         [sys.executable, "-m", "coelho.cli", "up", "--base-port", str(base), "--rate-scale", "15",
-         *(["--kafka"] if kafka else [])],
+         "--ui-port", str(base + 9), *(["--kafka"] if kafka else [])],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     eta_learn, eta_predict = f"http://127.0.0.1:{base + 2}", f"http://127.0.0.1:{base + 3}"
@@ -59,6 +59,9 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
         assert templates.status_code == 200 and templates.json()["templates"]
         assert ("coelho dlq list" in banner) is kafka
         assert f"MLflow: http://127.0.0.1:{base + 8}" in banner
+        assert f"Web UI: http://127.0.0.1:{base + 9}/" in banner
+        page = requests.get(f"http://127.0.0.1:{base + 9}/eta/incremental", timeout=TIMEOUT_S)
+        assert page.ok and "<title>COELHO RealTime</title>" in page.text
         assert requests.get(f"http://127.0.0.1:{base + 8}/health", timeout=TIMEOUT_S).ok
 
         def wait_events(url: str, count: int) -> dict:
@@ -96,6 +99,8 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
         assert probe.connect_ex(("127.0.0.1", base)) != 0  # the functions are gone
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", base + 8)) != 0  # so is the MLflow server
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", base + 9)) != 0  # and the web UI
     valkey_url = (tmp_path / "state" / "valkey" / "url").read_text()
     port = int(valkey_url.rsplit(":", 1)[1])
     with socket.socket() as probe:

@@ -149,21 +149,6 @@ async def test_randomise_fills_a_valid_new_event(user: User, sent) -> None:
     assert USE_CASES["tfd"].schema.validate(sent[-1]["event"], optional=frozenset({"is_fraud"})) == []
 
 
-def _paths(key: str) -> list[str]:
-    from coelho_ui.usecases import VIEWS
-
-    return [field.path for group in VIEWS[key].groups for field in group.fields]
-
-
-def test_every_required_field_has_a_place_in_the_form() -> None:
-    for key, uc in USE_CASES.items():
-        paths = set(_paths(key))
-        for spec in uc.schema.fields:
-            if spec.required and spec.name != uc.label_field:
-                wanted = {f"{spec.name}.{member.name}" for member in spec.fields} or {spec.name}
-                assert wanted <= paths, (key, wanted - paths)
-
-
 async def test_a_bad_field_is_marked_with_the_functions_reason(user: User, sent) -> None:
     await user.open("/tfd/incremental")
     await see(user, marker="predict")
