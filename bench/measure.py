@@ -60,6 +60,9 @@ class Plan:
     sql_queries: int = 20  # sql: timed queries per round and side
     ingest_events: int = 3_000  # ingest: events posted to delta-sink
     ingest_spark_events: int | None = None  # ingest: events the Spark job ingests (None: skipped)
+    ui_loads: int = 10  # ui: page loads per page in Chromium
+    ui_rounds: int = 3  # ui: rounds of predictions, UI and direct alternating
+    ui_predictions: int = 15  # ui: timed predictions per round and side
 
     @property
     def learn_needed(self) -> int:
@@ -80,7 +83,7 @@ QUICK = Plan(True, warmup=300, rounds=8, learn_events=250, predict_requests=250,
              sql_rounds=3, sql_queries=10)
 FULL = Plan(False, warmup=500, rounds=20, learn_events=500, predict_requests=500,
             cold_events=100_000, cold_repeats=5, quality_events=20_000, kafka_seconds=15, kafka_backlog=30_000,
-            ingest_events=10_000, ingest_spark_events=50_000)
+            ingest_events=10_000, ingest_spark_events=50_000, ui_rounds=5, ui_predictions=30)
 
 
 def efficiency(events_per_s: float, raw_events_per_s: float, hello_events_per_s: float) -> float:

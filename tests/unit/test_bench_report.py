@@ -175,3 +175,15 @@ def test_synthetic_sql_rows_have_the_tfd_table_schema(bench: SimpleNamespace) ->
     table = bench.sql_bench.synthetic_tfd(1000, seed=1)
     assert table.schema == arrow_schema(layout_for(tfd.USE_CASE)) and table.num_rows == 1000
     assert len(set(table.column("merchant_id").to_pylist())) <= 200
+
+
+def test_ui_rows_page_load_without_target_and_round_trip_ratio(bench: SimpleNamespace) -> None:
+    result = {"users": 20, "load_p50_ms": 512.3, "load_p99_ms": 1798.0, "hello_load_p50_ms": 99.4,
+              "hello_load_p99_ms": 120.2, "load_ratio": 5.16, "fcp_p50_ms": 372.0, "predict_p50_ms": 0.9,
+              "predict_p99_ms": 2.0, "ui_http_p50_ms": 0.5, "direct_p50_ms": 0.6, "ratio": 1.5}
+    load, ratio = bench.report.ui_rows(result)
+    assert (load.measured, load.ok) == ("512/1798 ms", None) and "bare NiceGUI page 99/120 ms (x5.16)" in load.detail
+    assert (ratio.measured, ratio.target, ratio.ok) == ("1.50", "<= 1.5", True)
+    assert "20 simulated users" in ratio.detail and "direct p50 0.6 ms" in ratio.detail
+    assert bench.report.ui_rows({**result, "ratio": 1.51})[1].ok is False
+    assert [row.ok for row in bench.report.ui_rows({"error": "RuntimeError: no chromium"})] == [False]
