@@ -202,10 +202,11 @@ class ClusterView:
         self.cluster: str | None = None
         self.report: Mapping[str, Any] = {}
         ui.label("Samples per cluster").classes("text-sm text-grey-7")
-        self.sizes = ui.echart(bars([])).classes("w-full").style("height: 220px").mark("cluster-sizes")
+        self.sizes = tagged(ui.echart(bars([])).classes("w-full").style("height: 220px"), "cluster-sizes")
         self.feature = ui.select(list(features), value=features[0], label="Feature in the predicted cluster",
                                  on_change=self._draw).classes("w-64").mark("cluster-feature")
-        self.distribution = ui.echart(bars([])).classes("w-full").style("height: 220px").mark("cluster-feature-chart")
+        self.distribution = tagged(ui.echart(bars([])).classes("w-full").style("height: 220px"),
+                                   "cluster-feature-chart")
 
     def update(self, report: Mapping[str, Any], cluster: int | None = None) -> None:
         """Redraw from the learner's metric report; `cluster` marks a prediction."""

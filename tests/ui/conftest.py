@@ -1,4 +1,4 @@
-"""The functions the UI talks to, for real: predict per use case and sql as processes, an MLflow server, models.
+"""The functions the UI talks to, for real: predict per use case and sql as processes, MLflow, learned models.
 
 One stack for the whole UI test session (starting it costs tens of seconds on two shared cores). The models
 are learned by `Learner`s in the test process, the very code the learn functions run (the UI never calls a
@@ -41,6 +41,7 @@ class Stack:
     mlflow_url: str
     servers: dict[str, FunctionServer] = field(default_factory=dict)
     learners: dict[str, Learner] = field(default_factory=dict)
+    mlflow: MlflowServer | None = None
 
     def urls(self, **overrides: str) -> str:
         """COELHO_FUNCTION_URLS for the UI: every function of the stack (and `overrides`, name=url)."""
@@ -61,18 +62,22 @@ def start_all(servers: list[FunctionServer]) -> None:
 
 @pytest.fixture(scope="session")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Predict functions and sql over learned models and Delta tables, MLflow with versions and champions."""
+    """Predict functions and sql over learned models and Delta tables, MLflow with versions and champions.
+
+    The learners and the predict functions use the MLflow store directly (sqlite); the tracking server, which the
+    UI asks for metric histories over HTTP, starts on that store once it exists and comes up while the first tests
+    run (`mlflow_up` waits for it).
+    """
     data_dir = tmp_path_factory.mktemp("ui-stack")
     log_dir = data_dir / "logs"
     log_dir.mkdir()
-    mlflow = MlflowServer(f"sqlite:///{data_dir / 'mlflow.db'}", data_dir / "artifacts", free_port(),
-                          log_path=log_dir / "mlflow.log").start(wait=None)
     settings = Settings(redis_url=redis_url, key_prefix=f"ui{uuid.uuid4().hex[:8]}", data_dir=data_dir,
-                        signing_key=SIGNING_KEY.encode(), mlflow_tracking_uri=mlflow.url,
-                        checkpoint_every=CHECKPOINT_EVERY, register_every=1, mlflow_log_every=100)
+                        signing_key=SIGNING_KEY.encode(), checkpoint_every=CHECKPOINT_EVERY, register_every=1,
+                        mlflow_log_every=100)
+    mlflow = MlflowServer(settings.tracking_uri(), settings.artifact_root(), free_port(),
+                          log_path=log_dir / "mlflow.log")
     env = {"REDIS_URL": redis_url, "COELHO_KEY_PREFIX": settings.key_prefix, "COELHO_DATA_DIR": str(data_dir),
-           "COELHO_SIGNING_KEY": SIGNING_KEY, "COELHO_MLFLOW": "on", "MLFLOW_TRACKING_URI": mlflow.url,
-           "COELHO_PREDICT_REFRESH_MS": "50"}
+           "COELHO_SIGNING_KEY": SIGNING_KEY, "COELHO_MLFLOW": "on", "COELHO_PREDICT_REFRESH_MS": "50"}
     built = Stack(env, log_dir, mlflow.url)
     opened: list[Learner] = []
     try:
@@ -80,19 +85,22 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             write_table(str(data_dir / "delta" / key), key, table_rows(key, stream(key, TABLE_ROWS, seed=11)))
         built.servers = {name: FunctionServer(name, env, log_dir) for name in
                          [f"{key}-predict" for key in KEYS] + ["sql"]}
-        start_all(list(built.servers.values()))
-        mlflow.wait_healthy(180)
-        for key in KEYS:
-            built.learners[key] = open_learner(key, settings, opened)
-            feed(built.learners[key], stream(key, EVENTS, seed=5), source="/tests/ui")
+        with ThreadPoolExecutor(1) as background:
+            started = background.submit(start_all, list(built.servers.values()))
+            for key in KEYS:
+                built.learners[key] = open_learner(key, settings, opened)
+                feed(built.learners[key], stream(key, EVENTS, seed=5), source="/tests/ui")
 
-        def registered(learner: Learner) -> bool:
-            status = learner.status()["mlflow"]
-            return status["pending"] == 0 and status["champion_version"] is not None
+            def registered(learner: Learner) -> bool:
+                status = learner.status()["mlflow"]
+                return status["pending"] == 0 and status["champion_version"] is not None
 
-        for learner in built.learners.values():
-            wait_for(lambda learner=learner: registered(learner), timeout=180, what="the champion in MLflow")
-            learner.publish_status()  # what the predict functions relay: every event, the run, the versions
+            for learner in built.learners.values():
+                wait_for(lambda learner=learner: registered(learner), timeout=180, what="the champion in MLflow")
+                learner.publish_status()  # what the predict functions relay: every event, the run, the versions
+            mlflow.start(wait=None)
+            started.result()
+        built.mlflow = mlflow
         yield built
     finally:
         for learner in opened:
@@ -100,6 +108,13 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for server in built.servers.values():
             server.stop()
         mlflow.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_up(stack: Stack) -> None:
+    """The tracking server answers (the UI reads metric histories from it)."""
+    assert stack.mlflow is not None
+    stack.mlflow.wait_healthy(180)
 
 
 @pytest.fixture(autouse=True)

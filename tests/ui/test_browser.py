@@ -1,8 +1,8 @@
 """The UI in a real browser: Debian's Chromium driven by Selenium, against `coelho ui` and the real functions.
 
 Every page loads with no SEVERE console message, a typed form goes to the function and back, a query fills
-the grid, the map and the charts draw on their canvases, and no request leaves the machine (map tiles are
-off). A screenshot of every page goes to `screenshots/` (git-ignored) on each run.
+the grid, the map, the gauge and the charts draw on their canvases, and no request leaves the machine (map
+tiles are off). A screenshot of every page goes to `screenshots/` (git-ignored) on each run.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 @pytest.fixture(scope="module")
-def ui_url(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ui_url(stack, mlflow_up, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`coelho ui` as its own process, pointed at the stack's functions."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "COELHO_UI_PASSWORD", "PORT")}
@@ -175,4 +175,16 @@ def test_the_map_and_the_charts_draw_and_nothing_leaves_the_machine(browser, ui_
     browser.save_screenshot(str(SCREENSHOTS / "eta-prediction.png"))
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert resources and all(name.startswith(ui_url) for name in resources), resources
+    assert severe(browser) == []
+
+
+def test_a_cluster_and_its_charts(browser, ui_url) -> None:
+    visit(browser, ui_url + "/ecci/incremental", "live model, seq")
+    by_testid(browser, "predict").click()
+    WebDriverWait(browser, WAIT_S).until(lambda b: "Prediction 1 · live model" in by_testid(b, "result-meta").text)
+    assert "Cluster " in browser.find_element(By.TAG_NAME, "body").text
+    for name in ("cluster-sizes", "cluster-feature-chart"):
+        canvas = by_testid(browser, name).find_element(By.TAG_NAME, "canvas")
+        WebDriverWait(browser, WAIT_S).until(lambda b, canvas=canvas: painted(b, canvas) > 1000)
+    browser.save_screenshot(str(SCREENSHOTS / "ecci-prediction.png"))
     assert severe(browser) == []

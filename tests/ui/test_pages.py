@@ -121,7 +121,7 @@ async def test_prediction_round_trip(user: User, stack, sent, known_events, key:
         assert one(user, "cluster-feature-chart").options["xAxis"]["data"]  # the feature's values in that cluster
 
 
-async def test_live_model_card_metrics_and_history(user: User, stack) -> None:
+async def test_live_model_card_metrics_and_history(mlflow_up, user: User, stack) -> None:
     await user.open("/eta/incremental")
     await see(user, marker="card-Served from", content="live model")
     await see(user, marker="chart-note", content="History of MLflow run")
