@@ -22,8 +22,8 @@ from nicegui import ui
 from coelho_ui import fmt
 from coelho_ui.usecases import MetricView
 
-__all__ = ["Banner", "ClusterView", "KeyValues", "MetricCards", "SeriesChart", "TripMap", "bars", "gauge_options",
-           "tagged"]
+__all__ = ["Banner", "ClusterView", "ConfusionMatrix", "KeyValues", "MetricCards", "SeriesChart", "TripMap", "bars",
+           "gauge_options", "tagged"]
 
 MUTED = "#888888"
 HIGHLIGHT = "#ea580c"
@@ -135,6 +135,28 @@ class SeriesChart:
                 series["data"].append([step, value])
         self.last_step = step
         self.chart.update()
+
+
+class ConfusionMatrix:
+    """TFD's prequential confusion matrix: actual class by row, predicted class by column."""
+
+    CELLS = (("tn", "fp"), ("fn", "tp"))
+
+    def __init__(self) -> None:
+        self.cells: dict[str, ui.label] = {}
+        with ui.card().classes("p-2"):
+            ui.label("Confusion matrix (every event, before learning it)").classes("text-xs text-grey-7")
+            with ui.grid(columns=3).classes("gap-x-4 gap-y-1 text-sm items-center"):
+                for text in ("", "predicted legitimate", "predicted fraud"):
+                    ui.label(text).classes("text-grey-7")
+                for actual, row in zip(("legitimate", "fraud"), self.CELLS, strict=True):
+                    ui.label(f"actual {actual}").classes("text-grey-7")
+                    for cell in row:
+                        self.cells[cell] = tagged(ui.label(fmt.DASH).classes("text-right font-medium"), f"cm-{cell}")
+
+    def update(self, counts: Mapping[str, Any] | None) -> None:
+        for cell, label in self.cells.items():
+            label.set_text(fmt.count((counts or {}).get(cell)))
 
 
 class KeyValues:

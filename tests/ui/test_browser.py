@@ -113,6 +113,12 @@ def by_testid(browser: webdriver.Chrome, name: str) -> WebElement:
     return browser.find_element(By.CSS_SELECTOR, f'[data-testid="{name}"]')
 
 
+def shoot(browser: webdriver.Chrome, name: str) -> None:
+    """A screenshot of the top of the page."""
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
 def painted(browser: webdriver.Chrome, canvas: WebElement) -> int:
     """How many pixels of a canvas are not transparent."""
     return int(browser.execute_script(
@@ -124,7 +130,7 @@ def painted(browser: webdriver.Chrome, canvas: WebElement) -> int:
 def test_every_page_loads_without_console_errors(browser, ui_url, path) -> None:
     severe(browser)
     visit(browser, ui_url + path, PAGES[path])
-    browser.save_screenshot(str(SCREENSHOTS / f"{path.strip('/').replace('/', '-') or 'home'}.png"))
+    shoot(browser, path.strip("/").replace("/", "-") or "home")
     assert severe(browser) == []
 
 
@@ -147,7 +153,7 @@ def test_a_typed_form_goes_to_the_function_and_back(browser, ui_url) -> None:
     assert "Legitimate (" in body or "Fraud (" in body
     gauge = by_testid(browser, "fraud-gauge").find_element(By.TAG_NAME, "canvas")
     assert painted(browser, gauge) > 1000
-    browser.save_screenshot(str(SCREENSHOTS / "tfd-prediction.png"))
+    shoot(browser, "tfd-prediction")
     assert severe(browser) == []
 
 
@@ -160,7 +166,7 @@ def test_a_query_fills_the_grid(browser, ui_url) -> None:
     cells = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, ".ag-center-cols-container .ag-cell")]
     assert cells == ["1500"]
     assert browser.find_element(By.CSS_SELECTOR, ".ag-header-cell-text").text == "row_count"
-    browser.save_screenshot(str(SCREENSHOTS / "eta-sql-query.png"))
+    shoot(browser, "eta-sql-query")
     assert severe(browser) == []
 
 
@@ -172,7 +178,7 @@ def test_the_map_and_the_charts_draw_and_nothing_leaves_the_machine(browser, ui_
     WebDriverWait(browser, WAIT_S).until(lambda b: painted(b, route) > 100)  # markers and the line, no tiles
     chart = by_testid(browser, "series-chart").find_element(By.TAG_NAME, "canvas")
     assert painted(browser, chart) > 1000
-    browser.save_screenshot(str(SCREENSHOTS / "eta-prediction.png"))
+    shoot(browser, "eta-prediction")
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert resources and all(name.startswith(ui_url) for name in resources), resources
     assert severe(browser) == []
@@ -186,5 +192,5 @@ def test_a_cluster_and_its_charts(browser, ui_url) -> None:
     for name in ("cluster-sizes", "cluster-feature-chart"):
         canvas = by_testid(browser, name).find_element(By.TAG_NAME, "canvas")
         WebDriverWait(browser, WAIT_S).until(lambda b, canvas=canvas: painted(b, canvas) > 1000)
-    browser.save_screenshot(str(SCREENSHOTS / "ecci-prediction.png"))
+    shoot(browser, "ecci-prediction")
     assert severe(browser) == []

@@ -102,6 +102,10 @@ async def test_prediction_round_trip(user: User, stack, sent, known_events, key:
     assert call["event"] == {k: v for k, v in known_events[key].items() if k != label and not k.startswith("debug_")}
     answer = direct(stack, key, call["event"])
     if key == "tfd":
+        counts = stack.learners["tfd"].status()["metrics"]["ConfusionMatrix"]
+        await see(user, marker="cm-tp", content=fmt.count(counts["tp"]))
+        assert [one(user, f"cm-{cell}").text for cell in ("tn", "fp", "fn")] == [
+            fmt.count(counts[cell]) for cell in ("tn", "fp", "fn")]
         gauge = one(user, "fraud-gauge")
         assert gauge.options["series"][0]["data"][0]["value"] == round(answer["fraud_probability"] * 100, 1)
         decision = "Fraud" if answer["prediction"] == 1 else "Legitimate"

@@ -20,7 +20,7 @@ from coelho_ui.client import Reply, functions
 from coelho_ui.forms import EventForm
 from coelho_ui.results import result_panel
 from coelho_ui.usecases import UseCaseView
-from coelho_ui.widgets import Banner, KeyValues, MetricCards, SeriesChart, tagged
+from coelho_ui.widgets import Banner, ConfusionMatrix, KeyValues, MetricCards, SeriesChart, tagged
 
 __all__ = ["Predictions", "tab", "version_label"]
 
@@ -132,6 +132,7 @@ class LiveModel:
                 ui.label("Live model").classes("text-subtitle1 text-bold")
                 self.card = KeyValues(CARD)
             self.cards = MetricCards(view.metrics)
+            self.matrix = ConfusionMatrix() if view.key == "tfd" else None
             with ui.card().classes("w-full"):
                 self.chart = SeriesChart([view.metric(name) for name in view.charted])
                 self.chart_note = ui.label().classes("text-xs text-grey-7").mark("chart-note")
@@ -148,6 +149,8 @@ class LiveModel:
         report = learner.get("metrics") or {}
         self.card.update(live.model_card(body, datetime.now(UTC)))
         self.cards.update(report)
+        if self.matrix is not None:
+            self.matrix.update(report.get("ConfusionMatrix"))
         run_id = (learner.get("mlflow") or {}).get("run_id")
         if run_id and run_id != self.history_run:
             await self.load_history(run_id)
