@@ -102,7 +102,6 @@ class Platform:
             _wait_healthy(self.url(spec) + "/healthz")
         if self.mlflow_server is not None:  # before any event: a learner on an empty Redis asks for the champion
             self.mlflow_server.wait_healthy(180)
-        _wait_healthy(self.ui_url + "/")
         learners = {key: self.url(next(f for f in served if f.use_case == key and f.role == "learn")) + "/"
                     for key in USE_CASES}
         delta_sink = self.url(next(f for f in served if f.role == "sink")) + "/"
@@ -116,6 +115,7 @@ class Platform:
                 command = [sys.executable, "-m", "coelho.cli", "produce", key, "--rate", str(rate * self.rate_scale),
                            *target]
                 self._spawn(f"{key}-producer", command, env, logs)
+        _wait_healthy(self.ui_url + "/")  # last: the UI is not on the events' path
 
     def _start_kafka(self, data_dir: Path) -> str:
         """Start (or reuse) the local broker and create every topic the manifests name."""
