@@ -37,6 +37,10 @@ BLOB_FILE = "model.bin"
 # to a server that is down fails fast and never holds a request or a lock for long.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+# Models name their requirements; MLflow must not look for a uv project in the working directory and copy
+# this checkout's uv.lock and pyproject.toml into every logged model.
+os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
+os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
 
 
 def model_name(use_case: UseCase) -> str:
