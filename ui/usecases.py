@@ -54,7 +54,6 @@ class UseCaseView:
     """Everything the pages need to show one use case."""
 
     key: str
-    short: str
     icon: str
     colour: str
     summary: str
@@ -95,7 +94,7 @@ def _fields(*specs: tuple[str, str] | tuple[str, str, str]) -> tuple[FieldView, 
 
 
 TFD = UseCaseView(
-    key="tfd", short="Fraud", icon="credit_card", colour="#b91c1c",
+    key="tfd", icon="credit_card", colour="#b91c1c",
     summary="Binary classification of card transactions: the probability that a transaction is fraud, learned "
     "online by a class-weighted logistic regression.",
     metrics=(
@@ -132,7 +131,7 @@ TFD = UseCaseView(
 )
 
 ETA = UseCaseView(
-    key="eta", short="ETA", icon="local_taxi", colour="#1d4ed8",
+    key="eta", icon="local_taxi", colour="#1d4ed8",
     summary="Regression of a ride's travel time in seconds, learned online in log space from distance, the hour of "
     "the week, weather and the driver.",
     metrics=(
@@ -164,7 +163,7 @@ ETA = UseCaseView(
 )
 
 ECCI = UseCaseView(
-    key="ecci", short="Shop", icon="shopping_cart", colour="#047857",
+    key="ecci", icon="shopping_cart", colour="#047857",
     summary="Clustering of shop interactions with DBSTREAM: which kind of visit an interaction belongs to, "
     "learned online without labels.",
     metrics=(

@@ -113,9 +113,8 @@ class Predictions:
         answer = reply.data()
         self.count += 1
         self.result.show(answer, event)
-        source = "batch" if answer.get("model_source") == "batch" else answer.get("model_source", "?")
-        self.meta.set_text(f"Prediction {self.count} · {source} model, version {answer.get('model_version')} · "
-                           f"{reply.elapsed_ms:.1f} ms")
+        self.meta.set_text(f"Prediction {self.count} · {answer.get('model_source', '?')} model, version "
+                           f"{answer.get('model_version')} · {reply.elapsed_ms:.1f} ms")
 
 
 class LiveModel:
