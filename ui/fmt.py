@@ -17,8 +17,10 @@ Examples
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
+from typing import Any
 
-__all__ = ["DASH", "age", "count", "duration", "number", "percent", "value"]
+__all__ = ["DASH", "age", "count", "duration", "number", "percent", "value", "when"]
 
 DASH = "–"
 
@@ -72,3 +74,14 @@ def value(x: float | None, unit: str) -> str:
         return duration(x)
     text = number(x)
     return f"{text} {unit}" if unit and text != DASH else text
+
+
+def when(moment: Any) -> str:
+    """An ISO time or epoch milliseconds (MLflow's), to the minute in UTC.
+
+    >>> when("2026-03-02T12:00:59+00:00"), when(1772452800000), when(None)
+    ('2026-03-02 12:00', '2026-03-02 12:00', '–')
+    """
+    if isinstance(moment, int | float) and not isinstance(moment, bool):
+        moment = datetime.fromtimestamp(moment / 1000, UTC).isoformat()
+    return str(moment)[:16].replace("T", " ") if moment else DASH

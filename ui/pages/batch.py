@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from nicegui import ui
@@ -17,10 +16,12 @@ from coelho_ui import fmt
 from coelho_ui.client import Reply, functions
 from coelho_ui.pages.incremental import Predictions
 from coelho_ui.usecases import UseCaseView
+from coelho_ui.widgets import tagged
 
 __all__ = ["not_deployed", "run_row", "tab"]
 
 REFRESH_S = 1.5
+RUN_METRICS = 5
 RUN_COLUMNS = [
     {"name": "champion", "label": "", "field": "champion", "align": "center"},
     {"name": "run", "label": "Run", "field": "run", "align": "left"},
@@ -39,42 +40,33 @@ COMPARISON_COLUMNS = [
 ]
 
 
-def _when(value: Any) -> str:
-    """An ISO time or epoch milliseconds to the minute.
-
-    >>> _when("2026-03-02T12:00:59+00:00"), _when(1772452800000), _when(None)
-    ('2026-03-02 12:00', '2026-03-02 12:00', '–')
-    """
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = datetime.fromtimestamp(value / 1000, UTC).isoformat()
-    return str(value)[:16].replace("T", " ") if value else fmt.DASH
-
-
-def run_row(run: Mapping[str, Any]) -> dict[str, Any]:
-    """A run of GET /runs as a row of the runs table.
+def run_row(run: Mapping[str, Any], first: str = "") -> dict[str, Any]:
+    """A run of GET /runs as a row of the runs table: `first` (the champion metric), then the others, at most
+    `RUN_METRICS`.
 
     >>> run_row({"run_id": "abcdef0123456789", "status": "FINISHED", "start_time": "2026-03-02T12:00:00+00:00",
-    ...          "metrics": {"roc_auc": 0.91234, "f2": 0.5}, "champion": True, "version": 2,
+    ...          "metrics": {"ROCAUC": 0.91234, "Accuracy": 0.99, "FBeta": 0.5}, "champion": True, "version": 2,
     ...          "rows": {"train": 8000, "validation": 1000, "test": 1000},
-    ...          "time_range": {"test": ["2026-03-01T00:00:00+00:00", "2026-03-02T00:00:00+00:00"]}})
+    ...          "time_range": {"test": ["2026-03-01T00:00:00+00:00", "2026-03-02T00:00:00+00:00"]}}, "FBeta")
     ... # doctest: +NORMALIZE_WHITESPACE
     {'run_id': 'abcdef0123456789', 'champion': '★', 'run': 'abcdef012345', 'status': 'FINISHED',
-     'started': '2026-03-02 12:00', 'metrics': 'f2 0.5 · roc_auc 0.912', 'version': 2,
+     'started': '2026-03-02 12:00', 'metrics': 'FBeta 0.5 · Accuracy 0.99 · ROCAUC 0.912', 'version': 2,
      'rows': '8,000 / 1,000 / 1,000', 'test_range': '2026-03-01 00:00 → 2026-03-02 00:00'}
     """
     rows = run.get("rows") or {}
     test = (run.get("time_range") or {}).get("test") or []
     metrics = run.get("metrics") or {}
+    shown = sorted(metrics, key=lambda name: (name != first, name))[:RUN_METRICS]
     return {
         "run_id": run.get("run_id"),
         "champion": "★" if run.get("champion") else "",
         "run": str(run.get("run_id", ""))[:12],
         "status": run.get("status", fmt.DASH),
-        "started": _when(run.get("start_time")),
-        "metrics": " · ".join(f"{k} {fmt.number(v)}" for k, v in sorted(metrics.items())) or fmt.DASH,
+        "started": fmt.when(run.get("start_time")),
+        "metrics": " · ".join(f"{name} {fmt.number(metrics[name])}" for name in shown) or fmt.DASH,
         "version": run.get("version") if run.get("version") is not None else fmt.DASH,
         "rows": " / ".join(fmt.count(rows.get(part)) for part in ("train", "validation", "test")),
-        "test_range": " → ".join(_when(t) for t in test[:2]) if test else fmt.DASH,
+        "test_range": " → ".join(fmt.when(t) for t in test[:2]) if test else fmt.DASH,
     }
 
 
@@ -120,9 +112,9 @@ class Batch:
         self.k = ui.number("Clusters K (optional, 2–50; empty: searched)", min=2, max=50, precision=0).mark(
             "k") if self.view.key == "ecci" else None
         with ui.row():
-            self.train_button = ui.button("Train", icon="model_training", on_click=self.train).mark("train")
-            self.stop_button = ui.button("Stop", icon="stop", on_click=self.stop).props("outline").mark("stop")
-        self.stage = ui.label(fmt.DASH).classes("text-sm").mark("stage")
+            self.train_button = tagged(ui.button("Train", icon="model_training", on_click=self.train), "train")
+            self.stop_button = tagged(ui.button("Stop", icon="stop", on_click=self.stop).props("outline"), "stop")
+        self.stage = tagged(ui.label(fmt.DASH).classes("text-sm"), "stage")
         self.progress = ui.linear_progress(value=0, show_value=False).props("size=12px").mark("progress")
         self.message = ui.label().classes("text-xs text-grey-7").mark("message")
         self.log = ui.log(max_lines=200).classes("w-full h-40 text-xs").mark("log")
@@ -135,6 +127,7 @@ class Batch:
                 "figure-pick")
         self.what = ui.markdown().classes("text-sm").mark("figure-what")
         self.plot = ui.plotly({"data": [], "layout": {"height": 360}}).classes("w-full").mark("figure")
+        self.plot.set_visibility(False)
         self.how = ui.markdown().classes("text-xs text-grey-7").mark("figure-how")
 
     async def train(self) -> None:
@@ -146,7 +139,7 @@ class Batch:
         reply = await self.api.training("POST", "/", self.view.key, body)
         if reply.status == 409:
             running = reply.body.get("running", {}) if isinstance(reply.body, dict) else {}
-            ui.notify(f"Already training: run {running.get('run_id')} since {_when(running.get('started_at'))}",
+            ui.notify(f"Already training: run {running.get('run_id')} since {fmt.when(running.get('started_at'))}",
                       type="warning")
         elif not reply.ok:
             ui.notify(reply.error, type="negative", multi_line=True)
@@ -168,7 +161,8 @@ class Batch:
         status = reply.data()
         state = status.get("state")
         percent = float(status.get("percent") or 0)
-        self.stage.set_text(f"{state}: {status.get('stage') or fmt.DASH} ({percent:.0f} %)")
+        stage = status.get("stage")
+        self.stage.set_text(f"{state}{f': {stage}' if stage and stage != state else ''} ({percent:.0f} %)")
         self.progress.set_value(percent / 100)
         self.message.set_text(status.get("error") or status.get("message") or "")
         self.train_button.set_enabled(state != "running")
@@ -186,7 +180,7 @@ class Batch:
     async def load_runs(self) -> None:
         reply = await self.api.training("GET", "/runs", self.view.key)
         runs = reply.data().get("runs", [])
-        self.runs.rows = [run_row(run) for run in runs]
+        self.runs.rows = [run_row(run, self.view.champion_metric) for run in runs]
         self.runs.update()
         options = {run["run_id"]: f"{'★ ' if run.get('champion') else ''}{str(run['run_id'])[:12]}" for run in runs
                    if run.get("run_id")}
@@ -216,6 +210,7 @@ class Batch:
         plot = dict(figure.get("figure") or {})
         plot["layout"] = {**plot.get("layout", {}), "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"}
         self.plot.update_figure(plot)
+        self.plot.set_visibility(True)
 
     async def load_comparison(self) -> None:
         reply = await self.api.training("GET", "/comparison", self.view.key)

@@ -35,6 +35,8 @@ def version_label(row: Mapping[str, Any]) -> str:
     >>> version_label({"version": 3, "champion": True, "score": 0.61234, "metric": "RollingFBeta",
     ...                "events_applied": 12000, "created_at": "2026-03-02T12:00:00+00:00"})
     'v3 ★ champion · RollingFBeta 0.612 · 12,000 events · 2026-03-02 12:00'
+    >>> version_label({"version": 1, "champion": False, "score": 0.5, "metric": "FBeta", "created_at": 1772452800000})
+    'v1 · FBeta 0.5 · 2026-03-02 12:00'
     """
     parts = [f"v{row['version']}" + (" ★ champion" if row.get("champion") else "")]
     if row.get("score") is not None:
@@ -42,7 +44,7 @@ def version_label(row: Mapping[str, Any]) -> str:
     if row.get("events_applied") is not None:
         parts.append(f"{fmt.count(row['events_applied'])} events")
     if row.get("created_at"):
-        parts.append(str(row["created_at"])[:16].replace("T", " "))
+        parts.append(fmt.when(row["created_at"]))
     return " · ".join(parts)
 
 
