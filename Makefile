@@ -10,12 +10,19 @@ UV := .cache/uv-$(UV_VERSION)/bin/uv
 export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
-# Debian packages the tests use (installed by infra/local/debian-packages.sh when missing).
-DEBIAN_PACKAGES := postgresql chromium chromium-driver
+# Debian packages the tests use (installed by infra/local/debian-packages.sh when missing): the container runtime and
+# the offline image base (podman, runc, mmdebstrap), the shell linter of the cluster scripts, the UI tests' browser.
+DEBIAN_PACKAGES := postgresql podman runc mmdebstrap shellcheck chromium chromium-driver
 QUICK ?=
 KAFKA ?=
 
-.PHONY: system up test bench lint install lock lock-check clean help
+# The function image (and the Spark image): one tag everywhere, the package's version (coelho.deploy.knative.IMAGE).
+# IMAGE_BASE: empty for the Containerfile's pinned official python:3.11-slim; `make image-base` builds a Debian one
+# offline (what the tests use) and `make image IMAGE_BASE=localhost/coelho-base:bookworm-py311` uses it.
+IMAGE_BASE ?=
+OFFLINE_BASE := localhost/coelho-base:bookworm-py311
+
+.PHONY: system up test bench lint install lock lock-check clean help image image-base manifests cluster cluster-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +58,22 @@ bench: $(STAMP)  ## benchmarks: prints a table, writes bench/results.json (QUICK
 
 lint: $(STAMP)  ## ruff only
 	$(BIN)/ruff check functions eventing tests bench ui infra
+
+image: $(STAMP)  ## build the function and Spark images with podman or docker (IMAGE_BASE=... to change the base)
+	infra/image/build.sh $(if $(IMAGE_BASE),--base $(IMAGE_BASE),) \
+	  "$$($(BIN)/python -c 'from coelho.deploy.knative import IMAGE; print(IMAGE)')"
+
+image-base:  ## a Debian bookworm + python3.11 base made offline with mmdebstrap (no registry needed)
+	infra/image/base.sh $(OFFLINE_BASE)
+
+manifests: $(STAMP)  ## regenerate the Knative Services from the function catalog, then check every manifest
+	$(BIN)/coelho manifests write && $(BIN)/coelho manifests check
+
+cluster: $(STAMP) image  ## the whole platform on k3d with Knative (needs k3d, kubectl, helm, Docker); idempotent
+	infra/k3d/cluster.sh up
+
+cluster-down:  ## delete the k3d cluster
+	infra/k3d/cluster.sh down
 
 clean:  ## remove the venv and local state
 	rm -rf $(VENV) .coelho

@@ -1,5 +1,5 @@
 """COELHO benchmarks: learn throughput, predict latency, cold start, checkpoint cost, model quality, Kafka path,
-SQL, ingestion into Delta, the web UI in Chromium.
+SQL, ingestion into Delta, the container image, the web UI in Chromium.
 
 Every figure is a ratio against (or sits next to) a baseline measured in the same run, on the same
 events, because the machine is small and shared. The run starts its own Valkey, function servers and
@@ -7,7 +7,7 @@ events, because the machine is small and shared. The run starts its own Valkey, 
 Progress goes to stderr, the table to stdout, everything to bench/results.json.
 
     .venv/bin/python bench/run.py [--quick] [--skip-kafka | --kafka-only] [--skip-sql] [--skip-ingest | --ingest-only]
-                                  [--skip-ui | --ui-only]
+                                  [--skip-image | --image-only] [--skip-ui | --ui-only]
 """
 
 from __future__ import annotations
@@ -29,9 +29,21 @@ from pathlib import Path
 from typing import Any
 
 import measure
+from image_bench import image_bench
 from ingest import ingest
 from kafka_e2e import kafka_e2e
-from report import BASELINES, METRICS_HELP, ingest_rows, kafka_rows, render, rounded, rows, sql_rows, ui_rows
+from report import (
+    BASELINES,
+    METRICS_HELP,
+    image_rows,
+    ingest_rows,
+    kafka_rows,
+    render,
+    rounded,
+    rows,
+    sql_rows,
+    ui_rows,
+)
 from servers import FunctionProcess, Processes
 from sql_bench import sql_bench
 from ui_bench import ui_bench
@@ -59,6 +71,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="leave out kafka_e2e (it starts a Kafka broker: needs java, and mvn on the first run)")
     kafka.add_argument("--kafka-only", action="store_true", help="run kafka_e2e alone (no use-case figures)")
     parser.add_argument("--skip-sql", action="store_true", help="leave out the sql section (1M-row Delta table)")
+    image = parser.add_mutually_exclusive_group()
+    image.add_argument("--skip-image", action="store_true",
+                       help="leave out the image section (podman; builds the image first when it is missing)")
+    image.add_argument("--image-only", action="store_true", help="run the image section alone")
     delta = parser.add_mutually_exclusive_group()
     delta.add_argument("--skip-ingest", action="store_true", help="leave out ingest (delta-sink and the Spark job)")
     delta.add_argument("--ingest-only", action="store_true",
@@ -132,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: unwinds and stops every server
 
     plan = measure.QUICK if args.quick else measure.FULL
-    alone = args.kafka_only or args.ingest_only or args.ui_only
+    alone = args.kafka_only or args.ingest_only or args.image_only or args.ui_only
     keys = [] if alone else [key for key in USE_CASE_KEYS if not args.only or key in args.only]
     results: dict[str, Any] = {"machine": machine(plan), "plan": asdict(plan) | {"seed": SEED}, "baselines": BASELINES}
     began = time.perf_counter()
@@ -141,15 +157,17 @@ def main(argv: list[str] | None = None) -> int:
             hello_event, hello_http = processes.start("hello-event", "hello-http")
             for key in keys:
                 results[key] = bench_use_case(key, processes, hello_event, hello_http, plan)
-            if not (args.skip_kafka or args.ingest_only or args.ui_only):
+            if args.kafka_only or not (args.skip_kafka or alone):
                 results["kafka_e2e"] = guarded("kafka_e2e", kafka_e2e, processes, plan, seed=SEED + 1)
             if not (args.skip_sql or alone):
                 results["sql"] = guarded("sql", sql_bench, processes, plan, seed=SEED + 2)
-            if not (args.skip_ingest or args.kafka_only or args.ui_only):
+            if args.ingest_only or not (args.skip_ingest or alone):
                 results["ingest"] = guarded("ingest", ingest, processes, hello_event, plan.ingest_events,
                                             plan.ingest_spark_events)
-            if not (args.skip_ui or args.kafka_only or args.ingest_only):
-                results["ui"] = guarded("ui", ui_bench, processes, plan, seed=SEED + 3)
+            if args.image_only or not (args.skip_image or alone):
+                results["image"] = guarded("image", image_bench, processes, plan, seed=SEED + 3)
+            if args.ui_only or not (args.skip_ui or alone):
+                results["ui"] = guarded("ui", ui_bench, processes, plan, seed=SEED + 4)
     except KeyboardInterrupt:
         log.info("interrupted; every process this run started is stopped")
         return 130
@@ -161,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         results[key]["targets"] = [row.as_json() for row in key_rows]
         table += key_rows
     for section, section_rows in (("kafka_e2e", kafka_rows), ("sql", sql_rows), ("ingest", ingest_rows),
-                                  ("ui", ui_rows)):
+                                  ("image", image_rows), ("ui", ui_rows)):
         if section in results:
             key_rows = section_rows(results[section])
             results[section]["targets"] = [row.as_json() for row in key_rows]

@@ -24,10 +24,13 @@ COELHO RealTime: online machine learning on event streams, shipped as Knative fu
   coelho dlq list tfd             show dead-lettered events and why they failed
   coelho ingest spark --once      Kafka topics → Delta tables with Spark Structured Streaming
   coelho ui --port 8080           the web UI over the functions (NiceGUI)
+  coelho manifests check          the Knative Services agree with the catalog (write: regenerate them)
 """
 
 
 MANIFESTS = Path("eventing/knative")
+SERVICES = Path("infra/knative/services")
+CLUSTER_SCRIPT = Path("infra/k3d/cluster.sh")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +123,17 @@ COELHO_UI_LINKS adds links to services (MLflow, Grafana...); COELHO_UI_TILE_URL 
     ui.add_argument("--port", type=int, default=None, help="port to listen on (default: $PORT or 8080)")
     ui.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
 
+    manifests = commands.add_parser(
+        "manifests", help="generate or check the Knative Services of the functions",
+        description="The Knative Services in infra/knative/services/ are generated from the function catalog "
+        "(coelho.runtime.catalog) and the role policy (coelho.deploy.policy). `write` regenerates them; `check` "
+        "(run from the repository root) exits 1 naming every file that differs from what would be generated and "
+        "every cross-manifest problem under infra/ and eventing/knative/ (a sink or topic that is not defined, an "
+        "unknown setting, a missing Secret or ConfigMap, another image tag).",
+    )
+    manifests.add_argument("action", choices=["write", "check"])
+    manifests.add_argument("--folder", type=Path, default=SERVICES, help=f"output folder (default {SERVICES})")
+
     up = commands.add_parser(
         "up", help="run the platform locally until Ctrl-C",
         description="Start the embedded Valkey (unless REDIS_URL is set), the functions (learn/predict per use "
@@ -159,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         serve(settings, args.port or settings.port, args.host)
         return 0
+    if args.command == "manifests":
+        return _manifests(args)
     from coelho.runtime.launcher import run_platform
 
     return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers, args.kafka, args.ui_port)
@@ -180,6 +196,23 @@ def _fn(args: argparse.Namespace) -> int:
     command = spec.command(args.port or Settings.from_env().port)
     os.execve(command[0], command, spec.environment() | dict(os.environ))
     return 0  # pragma: no cover - execv does not return
+
+
+def _manifests(args: argparse.Namespace) -> int:
+    from coelho.deploy.checks import consistency_problems, load_documents, script_secrets
+    from coelho.deploy.knative import stale, write
+
+    if args.action == "write":
+        for path in write(args.folder):
+            print(path)
+        return 0
+    problems = [f"{args.folder}/{problem} (regenerate: coelho manifests write)" for problem in stale(args.folder)]
+    docs = load_documents(sorted(Path("infra").rglob("*.yaml")) + sorted(MANIFESTS.glob("*.yaml")))
+    problems += consistency_problems(docs, script_secrets(CLUSTER_SCRIPT.read_text()))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(docs)} manifests, {len(problems)} problems", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:

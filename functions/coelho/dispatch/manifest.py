@@ -48,6 +48,14 @@ __all__ = [
 
 SOURCE_API_VERSIONS = ("sources.knative.dev/v1beta1", "sources.knative.dev/v1")
 SINK_API_VERSIONS = ("eventing.knative.dev/v1alpha1",)
+#: The fields the Go types accept (eventing-kafka-broker knative-v1.20: KafkaSourceSpec with the inline
+#: KafkaAuthSpec and duck SourceSpec, KafkaSinkSpec; eventing duck/v1 DeliverySpec). kubectl applies with
+#: strict field validation, so the API server refuses any other field: so do we.
+SOURCE_FIELDS = frozenset({"consumers", "bootstrapServers", "net", "topics", "consumerGroup", "initialOffset",
+                           "delivery", "ordering", "sink", "ceOverrides"})
+SINK_FIELDS = frozenset({"topic", "numPartitions", "replicationFactor", "bootstrapServers", "contentMode", "auth"})
+DELIVERY_FIELDS = frozenset({"deadLetterSink", "retry", "timeout", "backoffPolicy", "backoffDelay", "retryAfterMax",
+                             "format"})
 #: Per-attempt timeout when `delivery.timeout` is unset (WebClientCloudEventSender.DEFAULT_TIMEOUT_MS).
 DEFAULT_TIMEOUT_S = 600.0
 #: Back-off delay when `delivery` is set without `backoffDelay` (the operator's DEFAULT_BACKOFF_DELAY_MS).
@@ -151,6 +159,7 @@ def parse_kafka_source(doc: Mapping[str, Any]) -> KafkaSource:
     """Validate and default a KafkaSource document; raise ManifestError naming every bad field."""
     problems = _Problems()
     metadata, spec = _header(doc, "KafkaSource", SOURCE_API_VERSIONS, problems)
+    _known_fields(spec, SOURCE_FIELDS, "spec", problems)
     servers = _string_list(spec, "bootstrapServers", problems)
     topics = _string_list(spec, "topics", problems)
     group = spec.get("consumerGroup")
@@ -177,14 +186,33 @@ def parse_kafka_source(doc: Mapping[str, Any]) -> KafkaSource:
 
 
 def parse_kafka_sink(doc: Mapping[str, Any]) -> KafkaSink:
-    """Validate a KafkaSink document."""
+    """Validate a KafkaSink document: the webhook's rules (kafka_sink_validation.go) and known fields only.
+
+    >>> parse_kafka_sink({"apiVersion": "eventing.knative.dev/v1alpha1", "kind": "KafkaSink",
+    ...                   "metadata": {"name": "dl"}, "spec": {"topic": "t", "bootstrapServers": ["k:9092"],
+    ...                   "numPartitions": 0, "auth": {"secret": {"ref": {}}}, "partitions": 3}})
+    Traceback (most recent call last):
+    ...
+    coelho.dispatch.manifest.ManifestError: KafkaSink dl: spec.partitions: unknown field; spec.numPartitions: \
+must be an integer > 0; spec.auth.secret.ref.name: is required when auth is set
+    """
     problems = _Problems()
     metadata, spec = _header(doc, "KafkaSink", SINK_API_VERSIONS, problems)
+    _known_fields(spec, SINK_FIELDS, "spec", problems)
     servers = _string_list(spec, "bootstrapServers", problems)
     topic = spec.get("topic")
     if not isinstance(topic, str) or not topic:
         problems.add("spec.topic", "is required")
     mode = _enum(spec, "contentMode", ("binary", "structured"), "binary", problems)
+    for field in ("numPartitions", "replicationFactor"):
+        value = spec.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            problems.add(f"spec.{field}", "must be an integer > 0")
+    auth = spec.get("auth")
+    if auth is not None:
+        ref = ((auth.get("secret") or {}).get("ref") or {}) if isinstance(auth, dict) else {}
+        if not isinstance(ref, dict) or not ref.get("name"):
+            problems.add("spec.auth.secret.ref.name", "is required when auth is set")
     name = str(metadata.get("name", "?"))
     if problems.items:
         raise ManifestError(f"KafkaSink {name}: " + "; ".join(problems.items))
@@ -246,6 +274,12 @@ def _header(
     return metadata, spec
 
 
+def _known_fields(spec: Mapping[str, Any], allowed: frozenset[str], path: str, problems: _Problems) -> None:
+    for field in spec:
+        if field not in allowed:
+            problems.add(f"{path}.{field}", "unknown field")
+
+
 def _string_list(spec: Mapping[str, Any], name: str, problems: _Problems) -> list[str]:
     value = spec.get(name)
     if value is None:
@@ -271,6 +305,7 @@ def _delivery(raw: Any, problems: _Problems) -> DeliverySpec | None:
     if not isinstance(raw, dict):
         problems.add("spec.delivery", "must be an object")
         return None
+    _known_fields(raw, DELIVERY_FIELDS, "spec.delivery", problems)
     retry = raw.get("retry", 0)
     if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
         problems.add("spec.delivery.retry", "must be an integer >= 0")

@@ -13,6 +13,7 @@ from coelho.dispatch.manifest import (
     ManifestError,
     load_manifests,
     parse_duration,
+    parse_kafka_sink,
     parse_kafka_source,
 )
 from support import ROOT
@@ -67,6 +68,31 @@ def test_bad_field_is_named(path, value, field):
         target[path[-1]] = value
     with pytest.raises(ManifestError, match=rf"KafkaSource tfd-events: .*{field.replace('.', '[.]')}"):
         parse_kafka_source(doc)
+
+
+def test_unknown_fields_are_refused_as_kubectl_strict_validation_would():
+    doc = _tfd_doc()
+    doc["spec"]["consumerGroupp"] = "x"
+    doc["spec"]["delivery"]["retries"] = 3
+    with pytest.raises(ManifestError, match=r"spec[.]consumerGroupp: unknown field.*spec[.]delivery[.]retries: "):
+        parse_kafka_source(doc)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("topic", "", "spec.topic: is required"),
+    ("bootstrapServers", [], "spec.bootstrapServers: must be a non-empty list"),
+    ("contentMode", "avro", "spec.contentMode: must be one of"),
+    ("numPartitions", 0, "spec.numPartitions: must be an integer > 0"),
+    ("replicationFactor", -1, "spec.replicationFactor: must be an integer > 0"),
+    ("auth", {"secret": {"ref": {"name": ""}}}, "spec.auth.secret.ref.name: is required"),
+    ("topics", ["t"], "spec.topics: unknown field"),
+])
+def test_kafka_sink_rules_of_the_webhook(field, value, message):
+    doc = yaml.safe_load((FOLDER / "kafkasink-tfd-dead-letter.yaml").read_text())
+    parse_kafka_sink(doc)  # the repository's own is valid
+    doc["spec"][field] = value
+    with pytest.raises(ManifestError, match=f"KafkaSink tfd-dead-letter: .*{message.replace('.', '[.]')}"):
+        parse_kafka_sink(doc)
 
 
 def test_defaults_follow_knative():

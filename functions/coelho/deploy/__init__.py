@@ -1,0 +1,1 @@
+"""Deployment on Knative: the role policy and the Services generated from the function catalog."""
