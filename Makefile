@@ -11,8 +11,8 @@ export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 # Debian packages the tests use (installed by infra/local/debian-packages.sh when missing): the container runtime and
-# the offline image base (podman, runc, mmdebstrap), the shell linter of the cluster scripts.
-DEBIAN_PACKAGES := postgresql podman runc mmdebstrap shellcheck
+# the offline image base (podman, runc, mmdebstrap), the shell linter of the cluster scripts, the UI tests' browser.
+DEBIAN_PACKAGES := postgresql podman runc mmdebstrap shellcheck chromium chromium-driver
 QUICK ?=
 KAFKA ?=
 PROMETHEUS ?=
@@ -45,14 +45,14 @@ lock: $(UV)  ## re-resolve uv.lock after changing pyproject.toml's dependencies
 lock-check: $(UV)  ## fail when pyproject.toml and uv.lock disagree
 	$(UV) lock --check --python $(PYTHON)
 
-up: $(STAMP)  ## run the platform locally (Valkey, MLflow, functions, producers); KAFKA=1 through Kafka; PROMETHEUS=1 + Prometheus
+up: $(STAMP)  ## run the platform locally (Valkey, MLflow, functions, web UI on :8080, producers); KAFKA=1 through Kafka; PROMETHEUS=1 + Prometheus
 	$(BIN)/coelho up $(if $(KAFKA),--kafka,) $(if $(PROMETHEUS),--prometheus,)
 
 system:  ## install the Debian packages the tests use, when missing (as root)
 	infra/local/debian-packages.sh $(DEBIAN_PACKAGES)
 
 test: lock-check system $(STAMP)  ## lock check and lint, then the whole test suite on real services
-	$(BIN)/ruff check functions eventing tests bench infra
+	$(BIN)/ruff check functions eventing tests bench ui infra
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)  ## benchmarks: prints a table, writes bench/results.json (QUICK=1 for a short run)
@@ -62,7 +62,7 @@ soak: $(STAMP)  ## the three pipelines for MINUTES (30) through coelho up (KAFKA
 	$(BIN)/python bench/soak.py --minutes $(MINUTES) $(if $(KAFKA),--kafka,)
 
 lint: $(STAMP)  ## ruff only
-	$(BIN)/ruff check functions eventing tests bench infra
+	$(BIN)/ruff check functions eventing tests bench ui infra
 
 image: $(STAMP)  ## build the function and Spark images with podman or docker (IMAGE_BASE=... to change the base)
 	infra/image/build.sh $(if $(IMAGE_BASE),--base $(IMAGE_BASE),) \

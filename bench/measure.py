@@ -67,6 +67,9 @@ class Plan:
     lifecycle_rounds: int = 3  # lifecycle: rounds of stop + successor per learner (and hello-event)
     lifecycle_events: int = 2_000  # lifecycle: events a learner gets before its SIGTERM
     batch_rows: tuple[int, ...] = (100_000, 1_000_000)  # batch: table sizes trained on, per use case
+    ui_loads: int = 10  # ui: page loads per page in Chromium
+    ui_rounds: int = 3  # ui: rounds of predictions, UI and direct alternating
+    ui_predictions: int = 15  # ui: timed predictions per round and side
 
     @property
     def learn_needed(self) -> int:
@@ -88,7 +91,7 @@ QUICK = Plan(True, warmup=300, rounds=8, learn_events=250, predict_requests=250,
 FULL = Plan(False, warmup=500, rounds=20, learn_events=500, predict_requests=500,
             cold_events=100_000, cold_repeats=5, quality_events=20_000, kafka_seconds=15, kafka_backlog=30_000,
             ingest_events=10_000, ingest_spark_events=50_000, drift_stationary_events=100_000, drift_change_at=20_000,
-            drift_after=20_000, drift_seeds=(1, 2, 3))
+            drift_after=20_000, drift_seeds=(1, 2, 3), ui_rounds=5, ui_predictions=30)
 
 
 def efficiency(events_per_s: float, raw_events_per_s: float, hello_events_per_s: float) -> float:

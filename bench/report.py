@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["BASELINES", "METRICS_HELP", "Row", "batch_rows", "drift_rows", "image_rows", "ingest_rows", "kafka_rows",
-           "lifecycle_rows", "render", "rounded", "rows", "sql_rows"]
+           "lifecycle_rows", "render", "rounded", "rows", "sql_rows", "ui_rows"]
 
 MIB = 1024 * 1024
 EFFICIENCY_MIN = 0.7
@@ -27,6 +27,7 @@ BATCH_OVERHEAD_MAX = 1.3
 BATCH_RSS_MAX_BYTES = 4 * 1024 * MIB  # at 1M rows
 BATCH_RSS_ROWS = 1_000_000
 BATCH_STOP_MAX_S = 2.0
+UI_RATIO_MAX = 1.5
 
 #: What each baseline is; stored in results.json under "baselines".
 BASELINES: dict[str, str] = {
@@ -70,6 +71,10 @@ BASELINES: dict[str, str] = {
     "overhead_ratio = train_seconds / bare_fit_seconds.",
     "batch.<uc>.predict.hello_*": "the same raw JSON requests to the no-op hello-http function, alternating in rounds; "
     "p99_ratio = p99_ms / hello_p99_ms.",
+    "ui.hello_load_*": "the same Chromium loading a bare NiceGUI page (one label, bench/ui_hello.py) served like the "
+    "UI, to its label: what NiceGUI, Vue and Quasar cost alone; load_ratio = load_p50_ms / hello_load_p50_ms.",
+    "ui.direct_p50_ms": "the same predictions POSTed straight to tfd-predict over one keep-alive connection from the "
+    "benchmark process; ratio = predict_p50_ms (a click in Chromium to the result in the DOM) / direct_p50_ms.",
 }
 
 METRICS_HELP = """\
@@ -112,6 +117,11 @@ alternate in rounds and each figure is its best round, the one least disturbed b
                            `coelho ingest spark --once` (local[2], 5000 records per micro-batch) on tfd events
                            produced beforehand (50k; skipped with --quick): rows after the first batch / s from the
                            first to the last Delta commit; spark_vs_raw against write_deltalake in one go
+  ui.load_p50_ms/p99_ms    Chromium: navigation start to the first frame showing /tfd/incremental's live model card
+                           (10 loads, warm cache), with 20 simulated users holding a live tab; hello_load_*: a bare
+                           NiceGUI page to its label
+  ui.ratio                 a Predict click to the result in the DOM (timed in the page) / the same prediction POSTed
+                           straight to tfd-predict; best of alternating rounds; target <= 1.5
   image.bytes              size of the function image (podman image inspect; Debian base made with mmdebstrap, since
                            no registry is reachable here); target <= 1.5 GiB
   image.cold_start_seconds `podman run` of tfd-predict (the env of its Knative Service, read-only root) to its first
@@ -217,6 +227,24 @@ def sql_rows(result: Mapping[str, Any]) -> list[Row]:
     return [Row("sql", "sql GROUP BY ratio", f"{result['ratio']:.2f}",
                 f"p50 {result['p50_ms']:.1f} ms over HTTP; native {result['native_p50_ms']:.1f} ms; "
                 f"{result['rows']:,} rows", target, result["ratio"] <= SQL_RATIO_MAX)]
+
+
+def ui_rows(result: Mapping[str, Any]) -> list[Row]:
+    """The table rows of the ui section: page load (no target) and the prediction round trip ratio."""
+    target = f"<= {UI_RATIO_MAX}"
+    if "error" in result:
+        return [Row("ui", "ui predict round trip ratio", "n/a", result["error"][:100], target, False)]
+    users = f"{result['users']} simulated users"
+    return [
+        Row("ui", "ui page load p50/p99", f"{result['load_p50_ms']:.0f}/{result['load_p99_ms']:.0f} ms",
+            f"to the live model card; bare NiceGUI page {result['hello_load_p50_ms']:.0f}/"
+            f"{result['hello_load_p99_ms']:.0f} ms (x{result['load_ratio']:.2f}); first paint "
+            f"{result['fcp_p50_ms']:.0f} ms; {users}", "-", None),
+        Row("ui", "ui predict round trip ratio", f"{result['ratio']:.2f}",
+            f"click to DOM p50/p99 {result['predict_p50_ms']:.1f}/{result['predict_p99_ms']:.1f} ms (UI to function "
+            f"{result['ui_http_p50_ms']:.1f} ms); direct p50 {result['direct_p50_ms']:.1f} ms; {users}", target,
+            result["ratio"] <= UI_RATIO_MAX),
+    ]
 
 
 def image_rows(result: Mapping[str, Any]) -> list[Row]:

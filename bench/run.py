@@ -1,5 +1,6 @@
 """COELHO benchmarks: learn throughput, predict latency, cold start, checkpoint cost, model quality, Kafka path,
-SQL, ingestion into Delta, drift detection quality, a learner's stop and its successor, batch training.
+SQL, ingestion into Delta, the container image, drift detection quality, a learner's stop and its successor,
+batch training, the web UI in Chromium.
 
 Every figure is a ratio against (or sits next to) a baseline measured in the same run, on the same
 events, because the machine is small and shared. The run starts its own Valkey, function servers and
@@ -8,7 +9,7 @@ Progress goes to stderr, the table to stdout, everything to bench/results.json.
 
     .venv/bin/python bench/run.py [--quick] [--only KEY] [--skip-SECTION ...] [--SECTION-only ...]
 
-Sections after the use-case figures: kafka (kafka_e2e), sql, ingest, image, drift, lifecycle, batch.
+Sections after the use-case figures: kafka (kafka_e2e), sql, ingest, image, drift, lifecycle, batch, ui.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ from report import (
     rounded,
     rows,
     sql_rows,
+    ui_rows,
 )
 from servers import FunctionProcess, Processes
 from sql_bench import sql_bench
+from ui_bench import ui_bench
 from workload import stream
 
 log = logging.getLogger("bench")
@@ -102,6 +105,8 @@ SECTIONS = (
             lambda r: lifecycle(r.processes, r.plan, r.keys, seed=SEED + 4), lifecycle_rows),
     Section("batch", "batch", "batch (training on 100k and 1M-row Delta tables per use case; --quick: 100k rows)",
             lambda r: batch_bench(r.processes, r.hello_http, r.plan, r.keys, seed=SEED + 5), batch_rows),
+    Section("ui", "ui", "ui (the web UI in Debian's Chromium)",
+            lambda r: ui_bench(r.processes, r.plan, seed=SEED + 6), ui_rows),
 )
 
 

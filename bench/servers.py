@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -32,11 +33,14 @@ def free_port() -> int:
 
 
 class FunctionProcess:
-    """One function under functions-framework, started with `catalog.find(name).command(port)`."""
+    """One function under functions-framework, started with `catalog.find(name).command(port)`, or any other
+    server given its `command` for a port (the web UI, a baseline page)."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path,
+                 command: Callable[[int], list[str]] | None = None) -> None:
         self.name = name
         self.env = env
+        self.command = command or find(name).command
         self.port = free_port()
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -47,8 +51,7 @@ class FunctionProcess:
         with open(self.log_path, "ab") as sink:
             self.started_at = time.perf_counter()
             self.process = subprocess.Popen(
-                find(self.name).command(self.port), env=self.env, stdout=sink, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                self.command(self.port), env=self.env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
             )
         return self
 
@@ -139,7 +142,11 @@ class Processes:
     def launch(self, name: str, key_prefix: str | None = None, **extra_env: str) -> FunctionProcess:
         """Start one server without waiting for it (`extra_env`: e.g. functions-framework's WORKERS)."""
         env = find(name).environment() | self.env(key_prefix) | extra_env
-        server = FunctionProcess(name, env, self.log_dir).launch()
+        return self.launch_command(name, find(name).command, env)
+
+    def launch_command(self, name: str, command: Callable[[int], list[str]], env: dict[str, str]) -> FunctionProcess:
+        """Start any server (`command(port)`), stopped with the others."""
+        server = FunctionProcess(name, env, self.log_dir, command).launch()
         self.started.append(server)
         return server
 

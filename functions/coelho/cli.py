@@ -23,6 +23,7 @@ COELHO RealTime: online machine learning on event streams, shipped as Knative fu
   coelho dispatch --sink tfd-learn=http://127.0.0.1:8081/   run the KafkaSources locally
   coelho dlq list tfd             show dead-lettered events and why they failed
   coelho ingest spark --once      Kafka topics → Delta tables with Spark Structured Streaming
+  coelho ui --port 8080           the web UI over the functions (NiceGUI)
   coelho manifests check          the Knative Services agree with the catalog (write: regenerate them)
   coelho train tfd                train a batch model (CatBoost / KMeans) on a Delta table, tracked in MLflow
 """
@@ -115,6 +116,20 @@ hadoop-aws is added when a location is s3:// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_I
                        help="serve the job's Prometheus metrics (coelho_spark_*: batches, rows, quarantined, batch "
                             "duration) on :P/metrics (default: off)")
 
+    ui = commands.add_parser(
+        "ui", help="serve the web UI (NiceGUI), a client of the functions over HTTP",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Serve the web UI: per use case the tabs Incremental (live model, metrics, predictions), Batch (training,
+runs, diagnostics) and SQL (queries on the Delta tables). It calls the functions over HTTP only, at
+COELHO_FUNCTION_URL_TEMPLATE (default http://127.0.0.1:{port}, the ports of `coelho up`), each
+overridable in COELHO_FUNCTION_URLS (name=url,...). COELHO_UI_PASSWORD asks for a password;
+COELHO_UI_LINKS adds links to services (MLflow, Grafana...); COELHO_UI_TILE_URL sets the map tiles
+(off: none). One process (NiceGUI keeps each browser tab's state in memory).""",
+    )
+    ui.add_argument("--port", type=int, default=None, help="port to listen on (default: $PORT or 8080)")
+    ui.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+
     manifests = commands.add_parser(
         "manifests", help="generate or check the Knative Services of the functions",
         description="The Knative Services in infra/knative/services/ are generated from the function catalog "
@@ -136,10 +151,11 @@ hadoop-aws is added when a location is s3:// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_I
     up = commands.add_parser(
         "up", help="run the platform locally until Ctrl-C",
         description="Start the embedded Valkey (unless REDIS_URL is set), the twelve functions (learn, predict "
-        "and batch-predict per use case, sql, delta-sink, train), a lean MLflow server and the "
+        "and batch-predict per use case, sql, delta-sink, train), a lean MLflow server, the web UI and the "
         "three producers feeding the learn functions and delta-sink. State goes to COELHO_DATA_DIR (default .coelho/).",
     )
     up.add_argument("--base-port", type=int, default=8081, help="first function port (default 8081)")
+    up.add_argument("--ui-port", type=int, default=None, help="web UI port (default: the base port - 1, 8080)")
     up.add_argument("--rate-scale", type=float, default=1.0,
                     help="multiply the producers' default rates (3.6, 1.8, 8 events/s)")
     up.add_argument("--no-producers", action="store_true", help="serve the functions only")
@@ -169,6 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_dispatch(args, settings) if args.command == "dispatch" else run_dlq(args, settings)
     if args.command == "ingest":
         return _ingest(args, settings)
+    if args.command == "ui":
+        from coelho_ui.main import serve
+
+        serve(settings, args.port or settings.port, args.host)
+        return 0
     if args.command == "manifests":
         return _manifests(args)
     if args.command == "train":
@@ -177,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_train_command(args, settings)
     from coelho.runtime.launcher import run_platform
 
-    return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers, args.kafka, args.prometheus)
+    return run_platform(settings, args.base_port, args.rate_scale, not args.no_producers, args.kafka, args.prometheus,
+                        args.ui_port)
 
 
 def _fn(args: argparse.Namespace) -> int:

@@ -76,6 +76,13 @@ class Settings:
     train_k_range: tuple[int, int] = (2, 10)
     train_compare_rows: int = 20_000
     train_threads: int | None = None
+    function_url_template: str = "http://127.0.0.1:{port}"
+    function_urls: tuple[tuple[str, str], ...] = ()
+    ui_password: str | None = None
+    ui_storage_secret: str | None = None
+    ui_links: tuple[tuple[str, str], ...] = ()
+    ui_tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    ui_timeout_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -126,6 +133,25 @@ class Settings:
             return f"{self.spark_checkpoint_root.rstrip('/')}/{use_case}"
         return str((self.data_dir / "checkpoints" / "spark" / use_case).resolve())
 
+    def function_url(self, name: str, port: int | None = None) -> str | None:
+        """Where function `name` answers: its COELHO_FUNCTION_URLS entry, else COELHO_FUNCTION_URL_TEMPLATE.
+
+        The template's `{name}` is the function's name and `{port}` its `coelho up` port (`port`); None when
+        the template needs a port and there is none (a function this checkout does not run locally).
+
+        >>> Settings(function_url_template="http://{name}.coelho.svc.cluster.local").function_url("sql")
+        'http://sql.coelho.svc.cluster.local'
+        >>> settings = Settings(function_urls=(("sql", "http://10.0.0.7:9000/"),))
+        >>> settings.function_url("sql", 8087), settings.function_url("tfd-predict", 8082), settings.function_url("x")
+        ('http://10.0.0.7:9000', 'http://127.0.0.1:8082', None)
+        """
+        overrides = dict(self.function_urls)
+        if name in overrides:
+            return overrides[name].rstrip("/")
+        if port is None and "{port}" in self.function_url_template:
+            return None
+        return self.function_url_template.format(name=name, port=port).rstrip("/")
+
 
 def _positive(cast: Callable[[str], T]) -> Callable[[str], T]:
     def parse(raw: str) -> T:
@@ -153,6 +179,30 @@ def _k_range(raw: str) -> tuple[int, int]:
     if not 2 <= bounds[0] <= bounds[1] <= 50:
         raise ValueError("must satisfy 2 <= LOW <= HIGH <= 50")
     return bounds
+
+
+def _pairs(raw: str) -> tuple[tuple[str, str], ...]:
+    """`name=value` items separated by commas.
+
+    >>> _pairs("MLflow=http://127.0.0.1:8089, Grafana=http://grafana:3000")
+    (('MLflow', 'http://127.0.0.1:8089'), ('Grafana', 'http://grafana:3000'))
+    """
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    pairs = tuple(tuple(part.strip() for part in item.split("=", 1)) for item in items)
+    if any(len(pair) != 2 or not all(pair) for pair in pairs):
+        raise ValueError("must be comma-separated name=value items")
+    return pairs  # type: ignore[return-value]
+
+
+def _url_template(raw: str) -> str:
+    """A function URL template: placeholders `{name}` and `{port}` only, at least one of them."""
+    try:
+        raw.format(name="f", port=1)
+    except (KeyError, IndexError, ValueError):
+        raise ValueError("may only use the placeholders {name} and {port}") from None
+    if "{name}" not in raw and "{port}" not in raw:
+        raise ValueError("must contain {name} or {port}")
+    return raw
 
 
 def _flag(raw: str) -> bool:
@@ -213,5 +263,12 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "train_k_range": ("COELHO_TRAIN_K_RANGE", _k_range),
     "train_compare_rows": ("COELHO_TRAIN_COMPARE_ROWS", _positive(int)),
     "train_threads": ("COELHO_TRAIN_THREADS", _positive(int)),
+    "function_url_template": ("COELHO_FUNCTION_URL_TEMPLATE", _url_template),
+    "function_urls": ("COELHO_FUNCTION_URLS", _pairs),
+    "ui_password": ("COELHO_UI_PASSWORD", str),
+    "ui_storage_secret": ("COELHO_UI_STORAGE_SECRET", str),
+    "ui_links": ("COELHO_UI_LINKS", _pairs),
+    "ui_tile_url": ("COELHO_UI_TILE_URL", str),
+    "ui_timeout_seconds": ("COELHO_UI_TIMEOUT_S", _positive(float)),
 }
 assert set(ENVIRONMENT) == {f.name for f in fields(Settings)}

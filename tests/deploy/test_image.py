@@ -107,3 +107,17 @@ def test_sql_container_reads_a_mounted_delta_table(run, settings, lakehouse):
                            timeout=30)
     assert answer.status_code == 200, answer.text
     assert answer.json()["rows"] == [[25]]
+
+
+def test_ui_container_serves_the_web_ui(image, settings):
+    """`coelho ui` from the same image, as the `ui` Deployment runs it (its command, /tmp as working directory)."""
+    port = free_port()
+    env = {**settings, "COELHO_FUNCTION_URL_TEMPLATE": "http://{name}.coelho.svc.cluster.local"}
+    ui = Container(image, env, port, command=["ui", "--port", str(port)], entrypoint="coelho", workdir="/tmp").start()
+    try:
+        ui.wait_healthy()
+        page = requests.get(ui.url + "/tfd/incremental", timeout=30)
+        assert page.status_code == 200 and "<title>COELHO RealTime</title>" in page.text
+        assert ui.exec("id", "-u").strip() == "10001"
+    finally:
+        ui.stop()

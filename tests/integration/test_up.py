@@ -1,5 +1,5 @@
-"""`coelho up` (what `make up` runs): embedded Valkey, MLflow, the functions, three producers, clean stop; over
-HTTP with Prometheus (`make up PROMETHEUS=1`) scraping every process, over Kafka without."""
+"""`coelho up` (what `make up` runs): embedded Valkey, MLflow, the functions, the web UI, three producers, clean
+stop; over HTTP with Prometheus (`make up PROMETHEUS=1`) scraping every process, over Kafka without."""
 
 from __future__ import annotations
 
@@ -41,12 +41,13 @@ def _status(url: str) -> dict:
 @pytest.mark.parametrize("kafka", [False, True], ids=["http", "kafka"])
 def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafka):
     prometheus = not kafka
-    base = _free_block(SERVED + 6)  # the functions, MLflow, then the dispatcher's, producers' and Prometheus' metrics
+    base = _free_block(SERVED + 7)  # functions, MLflow, the dispatcher's, producers' and Prometheus' metrics, the UI
+    ui = base + SERVED + 6
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PYTEST_CURRENT_TEST", "PORT")}
     env["COELHO_DATA_DIR"] = str(tmp_path / "state")
     up = subprocess.Popen(
         [sys.executable, "-m", "coelho.cli", "up", "--base-port", str(base), "--rate-scale", "15",
-         *(["--kafka"] if kafka else ["--prometheus"])],
+         "--ui-port", str(ui), *(["--kafka"] if kafka else ["--prometheus"])],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     eta_learn, eta_predict = f"http://127.0.0.1:{base + 2}", f"http://127.0.0.1:{base + 3}"
@@ -82,6 +83,9 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
             wait_for(lambda: len(scraped()) == targets, timeout=120, what=f"{targets} targets up in Prometheus")
             assert ("eta-learn", "learn") in scraped() and ("tfd-producer", "producer") in scraped()
             assert ("train", "train") in scraped() and ("tfd-batch-predict", "batch-predict") in scraped()
+        assert f"Web UI: http://127.0.0.1:{ui}/" in banner
+        page = requests.get(f"http://127.0.0.1:{ui}/eta/incremental", timeout=TIMEOUT_S)
+        assert page.ok and "<title>COELHO RealTime</title>" in page.text
 
         def wait_events(url: str, count: int) -> dict:
             limit = time.monotonic() + 180  # eta is produced at ~3.4 events/s here
@@ -120,6 +124,8 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
         assert probe.connect_ex(("127.0.0.1", base + SERVED)) != 0  # so is the MLflow server
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", base + SERVED + 5)) != 0  # and Prometheus
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", ui)) != 0  # and the web UI
     valkey_url = (tmp_path / "state" / "valkey" / "url").read_text()
     port = int(valkey_url.rsplit(":", 1)[1])
     with socket.socket() as probe:

@@ -249,3 +249,15 @@ def test_batch_rows_check_overhead_memory_at_1m_latency_and_stop(bench: SimpleNa
                                              "predict": {**predict, "p99_ratio": 2.1}}}
     assert [r.ok for r in bench.report.batch_rows(failing)] == [False, False, False]
     assert bench.report.batch_rows({"error": "RuntimeError: boom"})[0].ok is False
+
+
+def test_ui_rows_page_load_without_target_and_round_trip_ratio(bench: SimpleNamespace) -> None:
+    result = {"users": 20, "load_p50_ms": 512.3, "load_p99_ms": 1798.0, "hello_load_p50_ms": 99.4,
+              "hello_load_p99_ms": 120.2, "load_ratio": 5.16, "fcp_p50_ms": 372.0, "predict_p50_ms": 0.9,
+              "predict_p99_ms": 2.0, "ui_http_p50_ms": 0.5, "direct_p50_ms": 0.6, "ratio": 1.5}
+    load, ratio = bench.report.ui_rows(result)
+    assert (load.measured, load.ok) == ("512/1798 ms", None) and "bare NiceGUI page 99/120 ms (x5.16)" in load.detail
+    assert (ratio.measured, ratio.target, ratio.ok) == ("1.50", "<= 1.5", True)
+    assert "20 simulated users" in ratio.detail and "direct p50 0.6 ms" in ratio.detail
+    assert bench.report.ui_rows({**result, "ratio": 1.51})[1].ok is False
+    assert [row.ok for row in bench.report.ui_rows({"error": "RuntimeError: no chromium"})] == [False]

@@ -14,7 +14,13 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_help_explains_the_commands():
     out = run("--help").stdout
-    for word in ("up", "produce", "fn", "REDIS_URL", "COELHO_SIGNING_KEY"):
+    for word in ("up", "produce", "fn", "ui", "REDIS_URL", "COELHO_SIGNING_KEY", "COELHO_FUNCTION_URLS"):
+        assert word in out
+
+
+def test_ui_help_names_its_settings():
+    out = run("ui", "--help").stdout
+    for word in ("--port", "--host", "COELHO_FUNCTION_URL_TEMPLATE", "COELHO_UI_PASSWORD", "COELHO_UI_TILE_URL"):
         assert word in out
 
 

@@ -48,3 +48,19 @@ def test_training_settings():
                             ("COELHO_TRAIN_MIN_ROWS", "0")):
         with pytest.raises(ConfigError, match=variable):
             Settings.from_env({variable: value})
+
+
+def test_function_urls_from_a_template_with_overrides():
+    local = Settings.from_env({})
+    assert local.function_url("tfd-predict", 8082) == "http://127.0.0.1:8082"
+    cluster = Settings.from_env({"COELHO_FUNCTION_URL_TEMPLATE": "http://{name}.coelho.svc.cluster.local",
+                                 "COELHO_FUNCTION_URLS": "sql=http://sql.example:9000/, train=http://t:1"})
+    assert cluster.function_url("eta-predict") == "http://eta-predict.coelho.svc.cluster.local"
+    assert cluster.function_url("sql", 8087) == "http://sql.example:9000"
+    assert local.function_url("train") is None  # no port to fill in: not served locally
+    with pytest.raises(ConfigError, match="COELHO_FUNCTION_URL_TEMPLATE"):
+        Settings.from_env({"COELHO_FUNCTION_URL_TEMPLATE": "http://{name}.{namespace}"})
+    with pytest.raises(ConfigError, match="COELHO_FUNCTION_URLS"):
+        Settings.from_env({"COELHO_FUNCTION_URLS": "sql"})
+    with pytest.raises(ConfigError, match="COELHO_UI_LINKS"):
+        Settings.from_env({"COELHO_UI_LINKS": "=http://x"})

@@ -14,17 +14,19 @@ import pytest
 
 import coelho
 import coelho.producers
+import coelho_ui
 
 FLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
 MODULES = sorted(
     info.name
-    for package in (coelho, coelho.producers)  # the producers live in eventing/, mapped into the package
+    for package in (coelho, coelho.producers, coelho_ui)  # producers and UI: eventing/ and ui/, mapped
     for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+    if info.name != "coelho_ui.main"  # NiceGUI's User fixture runs it as its main file; it has no examples
 )
 
 
 def test_every_package_module_is_found():
-    assert {"coelho.core.schema", "coelho.producers.tfd", "coelho.dispatch.records"} <= set(MODULES)
+    assert {"coelho.core.schema", "coelho.producers.tfd", "coelho.dispatch.records", "coelho_ui.fmt"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -16,6 +16,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -208,13 +209,39 @@ class MlflowRegistry(UseCaseStore):
         return {int(v.version): dict(v.tags or {}) for v in self.client.search_model_versions(f"name='{self.name}'")}
 
     def load_version(self, version: int) -> Champion:
-        """Registered `version`'s verified model with its tags."""
-        details = self.client.get_model_version(self.name, str(version))
+        """The verified model of registered `version`; raises LookupError when there is no such version."""
+        try:
+            details = self.client.get_model_version(self.name, str(version))
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                raise LookupError(f"{self.name} has no version {version}") from None
+            raise
         with tempfile.TemporaryDirectory(prefix="coelho-champion-") as tmp:
             local = self.client.download_artifacts(details.run_id, f"{_artifact_path(details.source)}/artifacts",
                                                    tmp)
             blob = (Path(local) / BLOB_FILE).read_bytes()
         return Champion(version, load_blob(blob, self.signing_key), dict(details.tags or {}), details.run_id)
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Every registered version, newest first: champion flag, score on the rule's window, events, creation."""
+        champion = self.champion_version()
+        found = sorted(self.client.search_model_versions(f"name='{self.name}'"), key=lambda v: -int(v.version))
+        return [_version_row(v, champion, self.use_case.champion.rolling) for v in found]
+
+
+def _version_row(version: Any, champion: int | None, metric: str) -> dict[str, Any]:
+    tags = version.tags or {}
+    score = tags.get("coelho.score")
+    events = tags.get("coelho.events_applied")
+    created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).isoformat(timespec="seconds")
+    return {
+        "version": int(version.version),
+        "champion": int(version.version) == champion,
+        "score": float(score) if score not in (None, "", "None") else None,
+        "metric": metric,
+        "events_applied": int(events) if events else None,
+        "created_at": created,
+    }
 
 
 def _artifact_path(source: str) -> str:

@@ -28,7 +28,6 @@ from coelho.deploy.knative import IMAGE, IMAGE_FUNCTIONS_DIR, deployed
 __all__ = [
     "Doc",
     "FRAMEWORK_VARIABLES",
-    "PENDING_SETTINGS",
     "catalog_problems",
     "consistency_problems",
     "image_problems",
@@ -44,8 +43,6 @@ __all__ = [
 Doc = Mapping[str, Any]
 #: Variables of functions-framework (and gunicorn through it) that COELHO containers may set besides settings.
 FRAMEWORK_VARIABLES = frozenset({"FUNCTION_TARGET", "FUNCTION_SIGNATURE_TYPE", "FUNCTION_SOURCE", "WORKERS", "THREADS"})
-#: Settings that parallel work adds to coelho.config and manifests here already set: the UI's function URLs (issue 13).
-PENDING_SETTINGS = frozenset({"COELHO_FUNCTION_URL_TEMPLATE"})
 #: Containers of the COELHO image running third-party programs (their variables are theirs).
 FOREIGN_COMMANDS = frozenset({"mlflow"})
 _SECRET_LINE = re.compile(r"^\s*ensure_secret\s+(\S+)\s+(\S+)\s+((?:.*\\\n)*.*)$", re.M)
@@ -192,7 +189,7 @@ def topic_problems(docs: Iterable[Doc]) -> list[str]:
 
 def unknown_settings(docs: Iterable[Doc]) -> list[str]:
     """Variables a COELHO container sets (its env, its ConfigMaps' keys) that are no setting of coelho.config."""
-    known = {var for var, _ in ENVIRONMENT.values()} | FRAMEWORK_VARIABLES | PENDING_SETTINGS
+    known = {var for var, _ in ENVIRONMENT.values()} | FRAMEWORK_VARIABLES
     docs = list(docs)
     configmaps = {(_namespace(d), d["metadata"]["name"]): d for d in docs if d["kind"] == "ConfigMap"}
     used_maps: set[tuple[str, str]] = set()

@@ -76,12 +76,14 @@ class Container:
     """One detached container on the host network, removed (by id) on stop."""
 
     def __init__(self, image: str, env: Mapping[str, str], port: int, volumes: Mapping[Path, str] | None = None,
-                 command: list[str] | None = None) -> None:
+                 command: list[str] | None = None, entrypoint: str | None = None, workdir: str | None = None) -> None:
         self.image = image
         self.env = dict(env)
         self.port = port
         self.volumes = dict(volumes or {})
         self.command = command or []
+        self.entrypoint = entrypoint  # instead of the image's (a Deployment's `command`)
+        self.workdir = workdir
         self.id: str | None = None
         self.started_at = 0.0
 
@@ -97,6 +99,8 @@ class Container:
             args += ["-e", f"{key}={value}"]
         for host, inside in self.volumes.items():
             args += ["-v", f"{host}:{inside}:ro"]
+        args += ["--entrypoint", self.entrypoint] if self.entrypoint else []
+        args += ["--workdir", self.workdir] if self.workdir else []
         self.started_at = time.perf_counter()
         done = subprocess.run([*args, self.image, *self.command], capture_output=True, text=True)
         if done.returncode != 0:

@@ -24,7 +24,7 @@ import flask
 from coelho.config import Settings
 from coelho.core.schema import Problem
 from coelho.runtime import telemetry
-from coelho.runtime.services import Service, predict_payload, reject, target_use_case
+from coelho.runtime.services import Service, predict_payload, reject, target_use_case, version_arg
 
 __all__ = ["BatchModels", "BatchPredictService", "NoBatchModel"]
 
@@ -172,7 +172,7 @@ class BatchPredictService(Service):
         if route != "/":
             reject(404, f"no route {route}; use POST / or GET /versions")
         started = time.perf_counter()
-        version = _version_arg(request)
+        version = version_arg(request)
         payload = predict_payload(self, request)
         try:
             result = self.engine().predict(payload, version)
@@ -185,11 +185,3 @@ class BatchPredictService(Service):
         telemetry.PREDICT_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         return flask.jsonify(result)
 
-
-def _version_arg(request: flask.Request) -> int | None:
-    raw = request.args.get("version")
-    if raw is None:
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        reject(400, "invalid version", [Problem("version", "must be an integer >= 1")])
-    return int(raw)

@@ -9,6 +9,8 @@ Service manifests reference (FUNCTION_TARGET / FUNCTION_SIGNATURE_TYPE).
 ['train', 'tfd-batch-predict', 'eta-batch-predict', 'ecci-batch-predict']
 >>> find("eta-predict").command(9000)[-8:]
 ['--target', 'eta_predict', '--source', '.../predict/main.py', '--signature-type', 'http', '--port', '9000']
+>>> local_port("tfd-learn"), local_port("tfd-predict", base_port=9000), local_port("hello-http")
+(8081, 9001, None)
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from typing import Literal
 
 from coelho.config import Settings
 
-__all__ = ["FUNCTIONS", "FunctionSpec", "find", "functions_dir"]
+__all__ = ["BASE_PORT", "FUNCTIONS", "FunctionSpec", "find", "functions_dir", "local_port"]
 
 Role = Literal["learn", "predict", "query", "sink", "train", "batch-predict", "baseline"]
+
+#: The port of the first function `coelho up` serves; the others follow in catalog order.
+BASE_PORT = 8081
 
 
 def functions_dir() -> Path:
@@ -85,3 +90,9 @@ def find(name: str) -> FunctionSpec:
         if spec.name == name:
             return spec
     raise KeyError(f"unknown function {name!r}; known: {', '.join(f.name for f in FUNCTIONS)}")
+
+
+def local_port(name: str, base_port: int = BASE_PORT) -> int | None:
+    """The port `coelho up` serves function `name` on (None: a baseline, or not in this catalog)."""
+    served = [spec.name for spec in FUNCTIONS if spec.role != "baseline"]
+    return base_port + served.index(name) if name in served else None

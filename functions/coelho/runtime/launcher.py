@@ -1,8 +1,9 @@
 """`coelho up`: the whole platform on one machine, with embedded defaults and no Docker.
 
 Starts (or reuses) the embedded Valkey, serves the functions (learn, predict and batch-predict per
-use case, sql, delta-sink and train) with functions-framework exactly as their containers would, feeds the learn
-functions and delta-sink (the Delta tables) from the three producers, prints where everything
+use case, sql, delta-sink and train) with functions-framework exactly as their containers would, serves
+the web UI (`coelho ui`, on the port below the first function's: 8080 by default) pointed at them, feeds
+the learn functions and delta-sink (the Delta tables) from the three producers, prints where everything
 is, and stops everything it started (by pid) on Ctrl-C. Unless MLFLOW_TRACKING_URI names a
 server (or COELHO_MLFLOW=off), it also starts a lean MLflow server on the data dir's sqlite
 store, on the port after the functions', and points every function at it: one writer process for
@@ -34,7 +35,7 @@ from coelho.adapters.prometheus_server import PrometheusServer, ScrapeTarget
 from coelho.config import Settings
 from coelho.core import USE_CASES
 from coelho.dispatch.manifest import load_manifests
-from coelho.runtime.catalog import FUNCTIONS, FunctionSpec
+from coelho.runtime.catalog import BASE_PORT, FUNCTIONS, FunctionSpec, local_port
 
 __all__ = ["Platform", "function_target", "run_platform"]
 
@@ -61,12 +62,13 @@ class Platform:
     """The processes of one local platform run."""
 
     settings: Settings
-    base_port: int = 8081
+    base_port: int = BASE_PORT
     rate_scale: float = 1.0
     producers: bool = True
     kafka: bool = False
     prometheus: bool = False
     manifests: Path = MANIFESTS
+    ui_port: int | None = None  # the web UI's port (None: the one below the first function's)
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     valkey: EmbeddedValkey | None = None
     broker: KafkaBroker | None = None
@@ -75,8 +77,11 @@ class Platform:
     targets: list[ScrapeTarget] = field(default_factory=list)
 
     def url(self, spec: FunctionSpec) -> str:
-        index = [f for f in FUNCTIONS if f.role != "baseline"].index(spec)
-        return f"http://127.0.0.1:{self.base_port + index}"
+        return f"http://127.0.0.1:{local_port(spec.name, self.base_port)}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port or self.base_port - 1}"
 
     def metrics_port(self, offset: int) -> int:
         """Ports after the functions' and MLflow's: the dispatcher's metrics (0), producers' (1-3), Prometheus (4)."""
@@ -118,6 +123,9 @@ class Platform:
             port = int(self.url(spec).rsplit(":", 1)[1])
             self._spawn(spec.name, spec.command(port), spec.environment() | env, logs)
             self.targets.append(function_target(spec, port))
+        urls = ",".join(f"{spec.name}={self.url(spec)}" for spec in served)  # the UI finds each function here
+        self._spawn("ui", [sys.executable, "-m", "coelho.cli", "ui", "--host", "127.0.0.1", "--port",
+                           self.ui_url.rsplit(":", 1)[1]], env | {"COELHO_FUNCTION_URLS": urls}, logs)
         if self.kafka:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self._start_kafka(data_dir)
         for spec in served:
@@ -143,6 +151,7 @@ class Platform:
             self.prometheus_server = PrometheusServer(data_dir / "prometheus", self.metrics_port(4), self.targets,
                                                       cache_dir=self.settings.cache_dir)
             self.prometheus_server.start()
+        _wait_healthy(self.ui_url + "/")  # last: the UI is not on the events' path
 
     def _start_kafka(self, data_dir: Path) -> str:
         """Start (or reuse) the local broker and create every topic the manifests name."""
@@ -162,7 +171,7 @@ class Platform:
 
     def banner(self) -> str:
         """Where everything is, with a curl example per predict function."""
-        lines = ["", "COELHO RealTime is up. Functions:"]
+        lines = ["", f"COELHO RealTime is up. Web UI: {self.ui_url}/", "", "Functions:"]
         for spec in FUNCTIONS:
             if spec.role != "baseline":
                 lines.append(f"  {spec.name:<18} {self.url(spec)}/   (status: {self.url(spec)}/status)")
@@ -242,10 +251,10 @@ def _wait_healthy(url: str, timeout: float = 60.0) -> None:
 
 
 def run_platform(settings: Settings, base_port: int, rate_scale: float, producers: bool, kafka: bool = False,
-                 prometheus: bool = False) -> int:
+                 prometheus: bool = False, ui_port: int | None = None) -> int:
     """Run until interrupted; returns an exit code."""
     platform = Platform(settings, base_port=base_port, rate_scale=rate_scale, producers=producers, kafka=kafka,
-                        prometheus=prometheus)
+                        prometheus=prometheus, ui_port=ui_port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         platform.start()

@@ -13,6 +13,10 @@ model" with the reason.
 While Redis is unreachable the predictor keeps answering from the model it holds, marked
 `stale: true` with `replica_age_seconds` (how long since it last caught up); only without any
 model does it refuse, naming Redis.
+
+A request may name a registered version instead (`?version=N`): that version is loaded from MLflow
+once, verified, kept among the last `VERSIONS_KEPT` asked for, and answers with
+`model_source: "mlflow"`, `model_version: N`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +39,7 @@ from coelho.runtime.recovery import Replica
 if TYPE_CHECKING:
     from coelho.adapters.mlflow_registry import Champion, MlflowRegistry
 
-__all__ = ["ChampionSource", "NoModel", "Predictor"]
+__all__ = ["ChampionSource", "NoModel", "Predictor", "VersionSource"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,9 @@ CHAMPION_REFRESH_S = 10.0
 
 #: Reload the checkpoint instead of replaying when it is this many events ahead.
 RELOAD_GAP = 2_000
+
+#: Registered versions (`?version=N`) a predictor keeps loaded.
+VERSIONS_KEPT = 4
 
 
 class NoModel(LookupError):
@@ -60,6 +68,12 @@ class ChampionSource:
         self.reason = "MLflow is disabled (COELHO_MLFLOW=off)" if not settings.mlflow else "not looked up yet"
         self._registry: MlflowRegistry | None = None
 
+    def registry(self) -> MlflowRegistry:
+        """The use case's MLflow registry, opened on first use."""
+        if self._registry is None:
+            self._registry = open_registry(self.use_case, self.settings)
+        return self._registry
+
     def get(self) -> Champion | None:
         """The current champion (MLflow asked at most every CHAMPION_REFRESH_S); None with `reason` set."""
         if not self.settings.mlflow:
@@ -68,15 +82,49 @@ class ChampionSource:
         if now - self.checked_at >= CHAMPION_REFRESH_S:
             self.checked_at = now
             try:
-                if self._registry is None:
-                    self._registry = open_registry(self.use_case, self.settings)
-                self.champion = self._registry.load_champion(self.champion)
+                self.champion = self.registry().load_champion(self.champion)
                 if self.champion is None:
-                    self.reason = f"no version of {self._registry.name} holds the champion alias"
+                    self.reason = f"no version of {self.registry().name} holds the champion alias"
             except Exception as exc:  # noqa: BLE001 - MLflow down: keep the cached champion, if any
                 self.reason = f"MLflow unreachable: {type(exc).__name__}: {exc}"[:300]
                 log.warning("%s champion lookup failed: %s", self.use_case.key, self.reason)
         return self.champion
+
+
+class VersionSource:
+    """Registered MLflow versions of one use case, each loaded once and kept (the newest few)."""
+
+    def __init__(self, champion: ChampionSource) -> None:
+        self.champion = champion
+        self.loaded: OrderedDict[int, Champion] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def predict(self, version: int, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Version `version`'s answer; NoModel when MLflow is off or down, LookupError when no such version."""
+        if not self.champion.settings.mlflow:
+            raise NoModel("MLflow is disabled (COELHO_MLFLOW=off): no registered versions to serve")
+        with self.lock:
+            if version not in self.loaded:
+                try:
+                    self.loaded[version] = self.champion.registry().load_version(version)
+                except LookupError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - MLflow down: a clear 503, not a crash
+                    raise NoModel(f"MLflow unreachable: {type(exc).__name__}: {exc}"[:300]) from exc
+                while len(self.loaded) > VERSIONS_KEPT:
+                    self.loaded.popitem(last=False)
+            self.loaded.move_to_end(version)
+            model = self.loaded[version].model
+            return {**model.predict(payload), "model_version": version, "model_source": "mlflow"}
+
+    def listing(self) -> dict[str, Any]:
+        """`{"versions": [...]}` newest first, or an empty list with `error` when MLflow is off or unreachable."""
+        if not self.champion.settings.mlflow:
+            return {"versions": [], "error": "MLflow is disabled (COELHO_MLFLOW=off)"}
+        try:
+            return {"versions": self.champion.registry().versions()}
+        except Exception as exc:  # noqa: BLE001 - MLflow down: say so, answer anyway
+            return {"versions": [], "error": f"MLflow unreachable: {type(exc).__name__}: {exc}"[:300]}
 
 
 class Predictor:
@@ -86,6 +134,7 @@ class Predictor:
         self.use_case = use_case
         self.replica = Replica(state, settings.resolved_signing_key())
         self.champion = ChampionSource(use_case, settings)
+        self.versions = VersionSource(self.champion)
         self.refresh_s = settings.predict_refresh_ms / 1000
         self.lock = threading.Lock()
         self.refreshed_at = float("-inf")

@@ -40,7 +40,7 @@ from coelho.runtime.predictor import NoModel, Predictor
 from coelho.runtime.telemetry import PredictionMetrics, RequestMetrics, Sample
 
 __all__ = ["PredictService", "Service", "SinkService", "event_payload", "open_state", "predict_payload", "reject",
-           "target_use_case"]
+           "target_use_case", "version_arg"]
 
 log = logging.getLogger("coelho.functions")
 
@@ -181,6 +181,7 @@ class PredictService(Service):
         super().__init__(app, settings)
         self.use_case = target_use_case(self.name)
         self.predictions = PredictionMetrics(self.name, self.use_case.key)
+        app.add_url_rule("/versions", "coelho_versions", lambda: self.engine().versions.listing(), methods=["GET"])
 
     def _build_engine(self) -> Predictor:
         """The predictor of the use case's state in Redis."""
@@ -194,19 +195,26 @@ class PredictService(Service):
         return self.engine().health()
 
     def handle(self, request: flask.Request) -> flask.Response:
-        """POST one raw event (label optional) → prediction, model_version, model_source."""
+        """POST one raw event (label optional) → prediction, model_version, model_source; `?version=N` asks
+        registered MLflow version N instead of the live model (GET /versions lists them)."""
         started = time.perf_counter()
         payload = predict_payload(self, request)
+        version = version_arg(request)
         predictor = self.engine()
         try:
-            result = predictor.predict(payload)
+            result = predictor.predict(payload) if version is None else predictor.versions.predict(version, payload)
         except NoModel as exc:
             telemetry.PREDICTIONS.labels(self.name, "no_model").inc()
             reject(503, str(exc), **{"Retry-After": "5"})
-        self.predictions.observe(result, time.monotonic() - predictor.refreshed_at)
+        except LookupError as exc:
+            telemetry.PREDICTIONS.labels(self.name, "no_model").inc()
+            reject(404, str(exc), [Problem("version", str(exc))])
+        if version is None:  # the live model's quality and staleness, not a version asked for
+            self.predictions.observe(result, time.monotonic() - predictor.refreshed_at)
         telemetry.PREDICTIONS.labels(self.name, "ok").inc()
         telemetry.PREDICT_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        telemetry.MODEL_VERSION.labels(self.name).set(result["model_version"])
+        if version is None:  # the gauge follows the model served by default, not a version asked for
+            telemetry.MODEL_VERSION.labels(self.name).set(result["model_version"])
         return flask.jsonify(result)
 
 
@@ -225,6 +233,16 @@ def predict_payload(service: Service, request: flask.Request) -> Any:
         telemetry.PREDICTIONS.labels(service.name, "rejected").inc()
         reject(422, "invalid event", problems)
     return payload
+
+
+def version_arg(request: flask.Request) -> int | None:
+    """The optional `?version=N` of a predict request (a registered MLflow version)."""
+    raw = request.args.get("version")
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        reject(400, "invalid version", [Problem("version", "must be a registered version number (an integer >= 1)")])
+    return int(raw)
 
 
 class SinkService(Service):
