@@ -106,13 +106,13 @@ class Batch:
             with ui.column().classes("w-3/5 grow"):
                 with ui.card().classes("w-full"):
                     ui.label("Runs").classes("text-subtitle1 text-bold")
-                    self.runs = ui.table(columns=RUN_COLUMNS, rows=[], row_key="run_id").classes("w-full").props(
-                        "dense flat").mark("runs")
+                    self.runs = tagged(ui.table(columns=RUN_COLUMNS, rows=[], row_key="run_id").classes(
+                        "w-full").props("dense flat"), "runs")
                 with ui.card().classes("w-full"):
                     self._diagnostics()
                 with ui.card().classes("w-full"):
                     ui.label("Online vs batch on the picked run's test rows").classes("text-subtitle1 text-bold")
-                    self.comparison_note = ui.label().classes("text-xs text-grey-7").mark("comparison-note")
+                    self.comparison_note = tagged(ui.label().classes("text-xs text-grey-7"), "comparison-note")
                     self.comparison = ui.table(columns=COMPARISON_COLUMNS, rows=[], row_key="metric").classes(
                         "w-full").props("dense flat").mark("comparison")
         ui.label("Batch prediction").classes("text-h6")
@@ -143,8 +143,9 @@ class Batch:
             self.figure_pick = ui.select({}, label="Figure", on_change=self.load_figure).classes("grow").mark(
                 "figure-pick")
         self.what = ui.markdown().classes("text-sm").mark("figure-what")
-        self.plot = ui.plotly({"data": [], "layout": {"height": 360}}).classes("w-full").mark("figure")
-        self.plot.set_visibility(False)
+        # the plot exists only while it has a figure: plotly.js throws when asked to resize a hidden plot
+        self.plot_box = ui.element().classes("w-full")
+        self.plot: ui.plotly | None = None
         self.how = ui.markdown().classes("text-xs text-grey-7").mark("figure-how")
 
     async def train(self) -> None:
@@ -218,7 +219,8 @@ class Batch:
         if not figures:  # a run killed before its figures were drawn
             self.what.set_content(reply.error or "This run has no figures.")
             self.how.set_content("")
-            self.plot.set_visibility(False)
+            self.plot_box.clear()
+            self.plot = None
         self.figure_pick.set_options({f["name"]: f.get("title", f["name"]) for f in figures},
                                      value=figures[0]["name"] if figures else None)
 
@@ -235,8 +237,11 @@ class Batch:
         self.how.set_content(str(figure.get("how", "")))
         plot = dict(figure.get("figure") or {})
         plot["layout"] = {**plot.get("layout", {}), "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"}
-        self.plot.update_figure(plot)
-        self.plot.set_visibility(True)
+        if self.plot is None:
+            with self.plot_box:
+                self.plot = ui.plotly(plot).classes("w-full").mark("figure")
+        else:
+            self.plot.update_figure(plot)
 
     async def load_comparison(self) -> None:
         reply = await self.api.training("GET", "/comparison", self.view.key, run_id=self.run_pick.value)
