@@ -5,8 +5,8 @@ functions-framework, the three producers over HTTP, or with --kafka through a lo
 `coelho dispatch`), in a temporary data folder, with the producers' rates multiplied by --rate-scale and two
 bounds shortened so that they are reached within the warm-up: COELHO_DEDUP_TTL_SECONDS and
 COELHO_SINK_DEDUP_SECONDS (300 s instead of 7 days and 1 hour). Meanwhile the soak asks each predict function
-for a prediction every 0.6 s and the sql function for a count every sample. Every `--interval` seconds it
-records:
+for a prediction every 0.2 s (and the baseline as often) and the sql function for a count every sample. Every
+`--interval` seconds it records:
 
 - the resident memory (RSS) and open file descriptors of every process (function masters and workers,
   producers, dispatcher, Valkey, MLflow server and its workers, Kafka broker), from /proc;
