@@ -66,3 +66,11 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
     broker.start()
     yield broker
     broker.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Clean up the functions the tests built in this process while pytest still captures their stop lines (at
+    interpreter exit its streams are closed, and every line would be a logging error)."""
+    from coelho.runtime.lifecycle import LIFECYCLE
+
+    LIFECYCLE.close_all()
