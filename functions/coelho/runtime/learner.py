@@ -165,9 +165,9 @@ class Learner:
 
     @property
     def quick(self) -> bool:
-        """Whether `handle` now costs one Redis round trip: no lease to take, no model to recover.
+        """Whether logging an event now costs one Redis round trip: no lease to take, no model to recover.
 
-        An event loop calls `handle` inline when this holds and from a thread otherwise.
+        `accept` appends on the event loop when this holds, and from a thread otherwise.
         """
         if self.recovering:
             return False
@@ -338,7 +338,7 @@ class Learner:
     def drain(self) -> int:
         """Learn every accepted event not learned yet, in sequence order; returns how many.
 
-        The lease thread runs it as soon as the appender logged events, and every `IDLE_DRAIN_S`;
+        The lease thread runs it as soon as an event loop's append logged events, and every `IDLE_DRAIN_S`;
         `handle` runs it while the next append is in flight; and it runs before status, checkpoints and
         shutdown.
         """
@@ -454,7 +454,7 @@ class Learner:
         self.renewer.start()
 
     def _renew_loop(self) -> None:
-        """The lease thread: learns what the appender logged at once; every `IDLE_DRAIN_S` the idle work
+        """The lease thread: learns what the event loop logged at once; every `IDLE_DRAIN_S` the idle work
         (taking a free lease, learning what followers logged, the status), and renews the lease."""
         period = self.settings.lease_seconds / 3
         renew_at = time.monotonic() + period
