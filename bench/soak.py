@@ -13,7 +13,8 @@ records:
 - Valkey's `used_memory` and key count, each use case's WAL length and dedup keys;
 - each Delta table's active files (its current snapshot) and files on disk;
 - p99 latency per window: learn from each learner's `coelho_learn_duration_seconds` histogram, predict as the soak's
-  requests saw it;
+  requests saw it, and the same requests to a no-op `hello-http` function started beside the platform (the
+  machine's own load in that window: latencies are judged as ratios to it);
 - errors per window: rejected or refused events (function counters), failed probes, WARNING/ERROR lines in
   the functions', producers' and dispatcher's logs, and processes that died.
 
@@ -43,7 +44,8 @@ from typing import Any
 import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from soak_report import as_json, judge, plot
+from servers import FunctionProcess
+from soak_report import BASELINE, as_json, judge, plot
 
 from coelho.config import Settings
 from coelho.core import USE_CASES
@@ -180,7 +182,8 @@ class Prober(threading.Thread):
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         examples = HERE.parent / "eventing" / "samples"
-        self.bodies = {key: json.loads((examples / f"{key}.json").read_text()) for key in urls}
+        self.bodies = {key: json.loads((examples / f"{'tfd' if key == BASELINE else key}.json").read_text())
+                       for key in urls}
 
     def run(self) -> None:
         session = requests.Session()
@@ -202,9 +205,13 @@ class Prober(threading.Thread):
         with self.lock:
             samples, failures = self.samples, self.failures
             self.samples, self.failures = defaultdict(list), defaultdict(int)
-        p99 = {f"predict {key}": (sorted(v)[min(len(v) - 1, int(0.99 * len(v)))] if v else None)
+        p99 = {_series(key): (sorted(v)[min(len(v) - 1, int(0.99 * len(v)))] if v else None)
                for key, v in ((k, samples.get(k, [])) for k in self.urls)}
-        return p99, {f"predict {key}": failures.get(key, 0) for key in self.urls}
+        return p99, {_series(key): failures.get(key, 0) for key in self.urls}
+
+
+def _series(key: str) -> str:
+    return key if key == BASELINE else f"predict {key}"
 
 
 class LogWatch:
@@ -352,12 +359,18 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop(name, None)
         os.environ.update(SOAK_ENV, COELHO_DATA_DIR=str(Path(tmp) / "data"))
         settings = Settings.from_env()
-        platform = Platform(settings, base_port=free_block(12), rate_scale=args.rate_scale, kafka=args.kafka)
+        served = len([f for f in FUNCTIONS if f.role != "baseline"])
+        # the web UI on the port below the functions', MLflow on the one after them
+        platform = Platform(settings, base_port=free_block(served + 2) + 1, rate_scale=args.rate_scale,
+                            kafka=args.kafka)
+        baseline = FunctionProcess("hello-http", dict(os.environ), Path(tmp))
         samples: list[dict[str, Any]] = []
         try:
             platform.start()
+            baseline.launch().wait_ready()
             predictors = {f.use_case: platform.url(f) + "/" for f in FUNCTIONS if f.role == "predict"}
-            prober = Prober({key: url for key, url in predictors.items() if key})
+            prober = Prober({**{key: url for key, url in predictors.items() if key},
+                             BASELINE: f"http://127.0.0.1:{baseline.port}/"})
             log.info("platform up; waiting for every predictor's first answer")
             for key, url in prober.urls.items():
                 _wait(lambda u=url, k=key: requests.post(u, json=prober.bodies[k], timeout=10).ok, f"{key} model")
@@ -375,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             log.info("interrupted: stopping everything, judging what was sampled")
         finally:
+            baseline.stop()
             platform.stop()
     verdicts = judge(samples, warmup_s, bounds(settings, args.rate_scale))
     RESULTS.write_text(json.dumps({

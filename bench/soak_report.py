@@ -7,8 +7,9 @@ Each series is judged on the samples after the warm-up only (caches filled, TTLs
 - counts with a bound from a setting (WAL length, dedup keys, Redis keys, active Delta files): every sample
   at most the bound;
 - open file descriptors: the slope extrapolated to an hour at most `max(FDS_GROWTH_MIN, 5 % of the median)`;
-- p99 latencies: the median of the last third at most `LATENCY_DRIFT_MAX` times the first third's, plus
-  `LATENCY_SLACK_MS` (the machine is shared: single windows are noisy, a trend is not);
+- p99 latencies, as ratios to the no-op `BASELINE` function's p99 in the same window (the machine is shared:
+  its load moves every latency together): the median ratio of the last third at most `LATENCY_DRIFT_MAX`
+  times the first third's, plus `LATENCY_RATIO_SLACK` (single windows are noisy, a trend is not);
 - errors: none, over the whole run.
 """
 
@@ -20,12 +21,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Verdict", "bounded", "drift", "growth", "judge", "plot", "slope_per_hour"]
+__all__ = ["BASELINE", "Verdict", "bounded", "drift", "growth", "judge", "plot", "slope_per_hour"]
 
 MEMORY_GROWTH_MAX = 0.05
 FDS_GROWTH_MIN = 5.0
 LATENCY_DRIFT_MAX = 1.5
-LATENCY_SLACK_MS = 2.0
+LATENCY_RATIO_SLACK = 0.5
+#: The p99 series of the no-op function every other latency is divided by.
+BASELINE = "baseline hello-http"
 
 
 @dataclass(frozen=True)
@@ -76,15 +79,15 @@ def bounded(series: str, values: Sequence[float], bound: float) -> Verdict:
 
 
 def drift(series: str, values: Sequence[float]) -> Verdict:
-    """The last third's median at most `LATENCY_DRIFT_MAX` × the first third's, plus `LATENCY_SLACK_MS`.
+    """The last third's median at most `LATENCY_DRIFT_MAX` × the first third's, plus `LATENCY_RATIO_SLACK`.
 
     >>> drift("p99", [5, 6, 5, 6, 5, 7]).ok, drift("p99", [5, 5, 5, 20, 25, 30]).ok
     (True, False)
     """
     third = max(1, len(values) // 3)
     first, last = statistics.median(values[:third]), statistics.median(values[-third:])
-    limit = LATENCY_DRIFT_MAX * first + LATENCY_SLACK_MS
-    return Verdict(series, f"last third <= {LATENCY_DRIFT_MAX:g} x first third + {LATENCY_SLACK_MS:g}",
+    limit = LATENCY_DRIFT_MAX * first + LATENCY_RATIO_SLACK
+    return Verdict(series, f"last third <= {LATENCY_DRIFT_MAX:g} x first third + {LATENCY_RATIO_SLACK:g}",
                    last, limit, last <= limit)
 
 
@@ -109,9 +112,12 @@ def judge(samples: Sequence[Mapping[str, Any]], warmup_s: float, bounds: Mapping
             limit = max(FDS_GROWTH_MIN, MEMORY_GROWTH_MAX * median)
             verdicts.append(Verdict(f"fds {name}", "growth/h small", per_hour, limit, per_hour <= limit))
     for name in steady[-1]["p99_ms"]:
-        values = [s["p99_ms"][name] for s in steady if s["p99_ms"].get(name) is not None]
-        if len(values) >= 3:
-            verdicts.append(drift(f"p99 {name}", values))
+        if name == BASELINE:
+            continue
+        ratios = [s["p99_ms"][name] / s["p99_ms"][BASELINE] for s in steady
+                  if s["p99_ms"].get(name) is not None and s["p99_ms"].get(BASELINE)]
+        if len(ratios) >= 3:
+            verdicts.append(drift(f"p99 {name} / {BASELINE}", ratios))
     errors = sum(sum(s["errors"].values()) for s in samples)
     verdicts.append(Verdict("errors", "none", errors, 0, errors == 0))
     return verdicts

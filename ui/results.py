@@ -72,22 +72,29 @@ class TripResult(Result):
 
 
 class ClusterResult(Result):
-    def __init__(self, view: UseCaseView) -> None:
+    """The cluster; with the online model's cluster sizes and feature counts (`charts`, from its status)."""
+
+    def __init__(self, view: UseCaseView, charts: bool = True) -> None:
         self.label = ui.label(fmt.DASH).classes("text-h4").mark("cluster")
-        self.clusters = ClusterView(view.counted)
+        self.clusters = ClusterView(view.counted) if charts else None
+        if not charts:
+            ui.label("The batch model's clusters (sizes, centres) are in its run's diagnostics above.").classes(
+                "text-xs text-grey-7")
 
     def show(self, answer: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         self.label.set_text(f"Cluster {answer['cluster']}")
-        self.clusters.update(self.clusters.report, int(answer["cluster"]))
+        if self.clusters is not None:
+            self.clusters.update(self.clusters.report, int(answer["cluster"]))
 
     def status(self, report: Mapping[str, Any]) -> None:
-        self.clusters.update(report)
+        if self.clusters is not None:
+            self.clusters.update(report)
 
 
-def result_panel(view: UseCaseView, settings: Settings) -> Result:
-    """The answer panel of `view`'s use case, created in the current context."""
+def result_panel(view: UseCaseView, settings: Settings, batch: bool = False) -> Result:
+    """The answer panel of `view`'s use case, created in the current context (`batch`: of the batch model)."""
     if view.key == "tfd":
         return FraudResult()
     if view.key == "eta":
         return TripResult(settings)
-    return ClusterResult(view)
+    return ClusterResult(view, charts=not batch)

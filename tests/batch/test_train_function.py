@@ -141,6 +141,12 @@ def test_cloudevents_binary_and_structured_are_decoded_and_checked(streams, func
         headers, body = mode(event)
         response = app.post("/", headers=dict(headers), data=body)
         assert response.status_code == 422 and response.get_json()["problems"][0]["field"] == "validation"
+    # A PingSource's tick carries a request too (a drift detection: `request_from_event`'s doctest).
+    tick = CloudEvent({"type": "dev.knative.sources.ping", "source": "/apis/v1/namespaces/coelho/pingsources/x"},
+                      {"use_case": "tfd", "max_rows": 3000})
+    headers, body = to_structured(tick)
+    response = app.post("/", headers=dict(headers), data=body)
+    assert response.status_code == 422 and response.get_json()["problems"][0]["field"] == "validation"
     wrong = CloudEvent({"type": "io.coelho.tfd.transaction.v1", "source": "/tests"}, {"use_case": "ecci"})
     headers, body = to_structured(wrong)
     response = app.post("/", headers=dict(headers), data=body)

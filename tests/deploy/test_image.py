@@ -21,7 +21,8 @@ from coelho.deploy.knative import IMAGE
 from support import ROOT, binary, make_event, stream, table_rows, write_table
 from support.servers import free_port
 
-pytestmark = pytest.mark.slow
+# The first run builds the Debian base (~2 min) and the image (~5 min, more on a busy machine): timeouts as for them.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 BASE = "localhost/coelho-base:bookworm-py311"
 SIGNING_KEY = "container-test-signing-key"
 EVENTS = 40

@@ -243,7 +243,8 @@ ATTACKS: list[tuple[str, int, str]] = [
     ("SELECT sum(range) FROM range(1000000000000)", 408, "timeout"),
     ("SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range + b.range = -1", 408, "timeout"),
     ("SELECT sum(length(a.ce_id || b.ce_id || c.ce_id)) FROM data a, data b, data c", 408, "timeout"),
-    ("SELECT list(range) FROM range(10000000000)", 422, "memory limit"),
+    # A memory bomb: its memory limit, or on a busy machine the timeout first; either bound holds.
+    ("SELECT list(range) FROM range(10000000000)", (422, 408), ("memory limit", "timeout")),
 ]
 
 
@@ -258,10 +259,11 @@ def test_the_corpus_is_big_enough():
 def test_attack_is_refused_or_bounded(sql, text, status, says):
     response = query(sql, text)
     body = response.get_json()
-    assert response.status_code == status, body
-    if status != 200:
+    statuses, reasons = (status, says) if isinstance(status, tuple) else ((status,), (says,))
+    assert response.status_code in statuses, body
+    if response.status_code != 200:
         message = " ".join([body["error"], *(p["message"] for p in body["problems"])])
-        assert says in message, message
+        assert reasons[statuses.index(response.status_code)] in message, message
     after = query(sql, "SELECT count(*) FROM transaction_fraud_detection").get_json()
     assert after["rows"] == [[EVENTS]]  # still serving, nothing changed
     assert not Path("/tmp/leak.csv").exists()

@@ -17,9 +17,9 @@ from coelho.runtime.history import register_replay
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
 
-def events(key: str, count: int, seed: int, **options: Any) -> list[dict[str, Any]]:
-    """`count` events of the use case's producer (deterministic for `seed`)."""
-    return list(islice(make_generator(key, seed=seed, start=START, **options), count))
+def events(key: str, count: int, seed: int, start: datetime = START, **options: Any) -> list[dict[str, Any]]:
+    """`count` events of the use case's producer from simulated time `start` (deterministic for `seed`)."""
+    return list(islice(make_generator(key, seed=seed, start=start, **options), count))
 
 
 def append_events(settings: Settings, key: str, payloads: list[dict[str, Any]]) -> None:

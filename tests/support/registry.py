@@ -11,8 +11,10 @@ from coelho.config import Settings
 from coelho.core import USE_CASES
 from coelho.runtime.learner import Learner
 
-#: Small cadences so that a test sees several metric logs, checkpoints and registrations.
-FAST = {"mlflow": True, "checkpoint_every": 300, "register_every": 1, "mlflow_log_every": 100}
+#: Small cadences so that a test sees several metric logs, checkpoints and registrations; a close waits for its MLflow jobs as long as a busy machine needs (the bound
+#: itself is tested in tests/lifecycle with an unreachable server).
+FAST = {"mlflow": True, "checkpoint_every": 300, "register_every": 1, "mlflow_log_every": 100,
+        "stop_mlflow_seconds": 120.0}
 
 
 def open_learner(key: str, settings: Settings, opened: list[Learner]) -> Learner:

@@ -1,8 +1,9 @@
 """The UI in a real browser: Debian's Chromium driven by Selenium, against `coelho ui` and the real functions.
 
 Every page loads with no SEVERE console message, a typed form goes to the function and back, a query fills
-the grid, the map, the gauge and the charts draw on their canvases, and no request leaves the machine (map
-tiles are off). A screenshot of every page goes to `screenshots/` (git-ignored) on each run.
+the grid, the map, the gauge and the charts draw on their canvases, a trained run's diagnostics figure draws,
+and no request leaves the machine (map tiles are off). The batch functions are up, with one finished TFD
+training (`trained`). A screenshot of every page goes to `screenshots/` (git-ignored) on each run.
 """
 
 from __future__ import annotations
@@ -32,12 +33,11 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOTS = ROOT / "screenshots"
 WAIT_S = 30
 
-#: Every page, and a text that shows once it has its data from the functions.
+#: Every page, and a text that shows once it has its data from the functions (batch: the training's state).
 PAGES = {"/": "Events learned"} | {
     f"/{key}/{tab}": ready
     for key in ("tfd", "eta", "ecci")
-    for tab, ready in (("incremental", "live model, seq"), ("batch", "Batch training is not deployed"),
-                       ("sql", "rows in"))
+    for tab, ready in (("incremental", "live model, seq"), ("batch", " %)"), ("sql", "rows in"))
 }
 
 
@@ -65,14 +65,15 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 @pytest.fixture(scope="module")
-def ui_url(stack, mlflow_up, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`coelho ui` as its own process, pointed at the stack's functions."""
+def ui_url(stack, mlflow_up, batch, trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`coelho ui` as its own process, pointed at the stack's functions and the batch functions."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "COELHO_UI_PASSWORD", "PORT")}
+    env |= stack.ui_env() | {"COELHO_FUNCTION_URLS": stack.urls(**batch.urls())}
     log = tmp_path_factory.mktemp("ui") / "ui.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "coelho.cli", "ui", "--host", "127.0.0.1", "--port",
-                                    str(port)], env=env | stack.ui_env(), stdout=out, stderr=subprocess.STDOUT,
+                                    str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
@@ -193,4 +194,15 @@ def test_a_cluster_and_its_charts(browser, ui_url) -> None:
         canvas = by_testid(browser, name).find_element(By.TAG_NAME, "canvas")
         WebDriverWait(browser, WAIT_S).until(lambda b, canvas=canvas: painted(b, canvas) > 1000)
     shoot(browser, "ecci-prediction")
+    assert severe(browser) == []
+
+
+def test_the_batch_tab_shows_a_trained_run_and_draws_its_figure(browser, ui_url, trained) -> None:
+    visit(browser, ui_url + "/tfd/batch", "finished (100 %)")
+    note = by_testid(browser, "comparison-note")
+    WebDriverWait(browser, WAIT_S).until(lambda _: "test rows. Online: coelho-tfd" in note.text)
+    assert trained["run_id"][:12] in by_testid(browser, "runs").text and "★" in by_testid(browser, "runs").text
+    plot = browser.find_element(By.CSS_SELECTOR, ".js-plotly-plot")
+    WebDriverWait(browser, WAIT_S).until(lambda _: plot.find_elements(By.CSS_SELECTOR, ".main-svg .trace"))
+    shoot(browser, "tfd-batch")
     assert severe(browser) == []

@@ -1,6 +1,7 @@
 """Every page and tab through NiceGUI's User fixture (the app in process, no browser) against the real functions.
 
 The answers the UI shows are compared with what the functions answer to the same request, sent directly.
+The Batch tab is tested against the real `train` and `<uc>-batch-predict` functions (`batch_ui`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from support.servers import FunctionServer
 pytestmark = pytest.mark.slow
 
 TIMEOUT_S = 30
+TRAIN_S = 240  # a training on two shared cores
 
 
 async def see(user: User, target: str | None = None, **filters: Any) -> None:
@@ -30,9 +32,9 @@ async def see(user: User, target: str | None = None, **filters: Any) -> None:
     await user.should_see(target, retries=int(TIMEOUT_S / 0.1), **filters)
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
+async def until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT_S) -> None:
     """Wait (without blocking the app's event loop) until `condition` holds."""
-    for _ in range(int(TIMEOUT_S / 0.1)):
+    for _ in range(int(timeout / 0.1)):
         if condition():
             return
         await asyncio.sleep(0.1)
@@ -209,7 +211,7 @@ async def test_sql_default_query_templates_run_and_error(user: User, stack) -> N
 async def test_batch_tab_says_training_is_not_deployed(user: User) -> None:
     await user.open("/ecci/batch")
     await see(user, marker="not-deployed", content="Batch training is not deployed")
-    await see(user, "train is not deployed (no URL configured for it)")
+    await see(user, "train is not reachable at")
 
 
 async def test_deep_links_tabs_and_unknown_use_case(user: User) -> None:
@@ -280,3 +282,138 @@ async def test_password_protects_every_page(password: str, user: User) -> None:
     field.value = password
     user.find("Log in").click()
     await see(user, marker="editor")
+
+
+def answer_of(url: str, route: str, **params: Any) -> Any:
+    """A function's JSON answer to GET `route`."""
+    response = requests.get(url + route, params=params, timeout=30)
+    assert response.ok, response.text
+    return response.json()
+
+
+def log_lines(user: User) -> list[str]:
+    return [label.text for label in one(user, "log").default_slot.children]
+
+
+async def test_train_from_the_tab_shows_progress_until_its_run_is_the_champion(batch_ui, user: User, sent) -> None:
+    await user.open("/ecci/batch")
+    await see(user, marker="stage", content="%)")
+    one(user, "k").value = 3
+    user.find(marker="train").click()
+    await see(user, "Training started: run")
+    stages, bars, logs = set(), set(), set()
+
+    def finished() -> bool:
+        stages.add(one(user, "stage").text)
+        bars.add(one(user, "progress").value)
+        logs.add(len(log_lines(user)))
+        return one(user, "stage").text.startswith(("finished", "failed", "killed"))
+
+    await until(finished, "the training to end", timeout=TRAIN_S)
+    status = batch_ui.status("ecci")
+    assert one(user, "stage").text == "finished (100 %)", status
+    assert any(stage.startswith("running: ") for stage in stages) and len(bars) > 1 and len(logs) > 1  # progress
+    assert status["state"] == "finished" and log_lines(user) == status["log"]  # the function's log, as it is
+    assert any("K=3" in line for line in status["log"]) and one(user, "progress").value == 1.0
+
+    runs = answer_of(batch_ui.url("train"), "/runs", use_case="ecci")["runs"]
+    await until(lambda: [row["run_id"] for row in one(user, "runs").rows] == [run["run_id"] for run in runs],
+                "the runs table")
+    mine = next(row for row in one(user, "runs").rows if row["run_id"] == status["run_id"])
+    assert mine["champion"] == "★" and mine["status"] == "FINISHED" and mine["metrics"].startswith("Silhouette ")
+    assert one(user, "run-pick").value == status["run_id"]
+
+    versions = answer_of(batch_ui.url("ecci-batch-predict"), "/versions")["versions"]
+    await until(lambda: [key for key in one(user, "model-select").options if key != "live"] ==
+                [row["version"] for row in versions], "the new batch version in the model selector")
+    user.find(marker="predict").click()
+    await see(user, marker="result-meta", content="Prediction 1 · batch model")
+    [call] = sent
+    assert call["batch"] is True and call["version"] is None
+    response = requests.post(batch_ui.url("ecci-batch-predict") + "/", json=call["event"], timeout=30)
+    answer = response.json()
+    assert answer["run_id"] == status["run_id"] and answer["model_source"] == "batch"
+    assert one(user, "cluster").text == f"Cluster {answer['cluster']}"
+    assert one(user, "result-meta").text.startswith(f"Prediction 1 · batch model, version {answer['model_version']}")
+
+
+async def test_runs_diagnostics_comparison_and_a_batch_prediction(batch_ui, trained, user: User, sent,
+                                                                   known_events) -> None:
+    train = batch_ui.url("train")
+    await user.open("/tfd/batch")
+    await see(user, marker="runs")
+    runs = answer_of(train, "/runs", use_case="tfd")["runs"]
+    await until(lambda: len(one(user, "runs").rows) == len(runs), "the runs table")
+    rows = one(user, "runs").rows
+    assert [row["run_id"] for row in rows] == [run["run_id"] for run in runs]  # newest first
+    assert [row["champion"] for row in rows] == ["★" if run["champion"] else "" for run in runs]
+    assert trained["run_id"] in {row["run_id"] for row in rows}
+    champion = next(run for run in runs if run["champion"])
+    assert rows[runs.index(champion)]["metrics"].startswith(f"FBeta {fmt.number(champion['metrics']['FBeta'])}")
+
+    assert one(user, "run-pick").value == champion["run_id"]  # diagnostics of the champion's run first
+    figures = answer_of(train, "/diagnostics", use_case="tfd", run_id=champion["run_id"])["figures"]
+    await until(lambda: one(user, "figure-pick").options == {f["name"]: f["title"] for f in figures},
+                "the figure picker")
+    for figure in (figures[0], figures[-1]):
+        one(user, "figure-pick").value = figure["name"]
+        expected = answer_of(train, "/diagnostics", use_case="tfd", run_id=champion["run_id"], name=figure["name"])
+        await see(user, marker="figure-what", content=figure["what"][:40])
+        await until(lambda expected=expected: one(user, "figure").figure["data"] == expected["figure"]["data"],
+                    f"figure {figure['name']}")
+        assert one(user, "figure-how").content == figure["how"]
+
+    comparison = answer_of(train, "/comparison", use_case="tfd")
+    assert comparison["rows"]
+    await until(lambda: len(one(user, "comparison").rows) == len(comparison["rows"]), "the comparison table")
+    assert one(user, "comparison").rows == [
+        {"metric": row["metric"], **{column: fmt.number(row[column]) for column in
+                                     ("batch", "online_frozen", "online_prequential")}} for row in comparison["rows"]]
+    await see(user, marker="comparison-note", content=f"{fmt.count(comparison['test_rows'])} test rows")
+
+    user.find(marker="randomise").click()
+    user.find(marker="predict").click()
+    await see(user, marker="result-meta", content="Prediction 1 · batch model")
+    [call] = sent
+    response = requests.post(batch_ui.url("tfd-batch-predict") + "/", json=call["event"], timeout=30)
+    answer = response.json()
+    assert call["batch"] is True and answer["model_version"] == champion["version"]
+    gauge = one(user, "fraud-gauge")
+    assert gauge.options["series"][0]["data"][0]["value"] == round(answer["fraud_probability"] * 100, 1)
+    decision = "Fraud" if answer["prediction"] == 1 else "Legitimate"
+    await see(user, marker="decision", content=f"{decision} ({fmt.percent(answer['fraud_probability'])})")
+
+
+@pytest.fixture
+def long_train(batch, stack, mlflow_up, monkeypatch: pytest.MonkeyPatch) -> Iterator[FunctionServer]:
+    """A train function of its own whose trainings boost for a very long time (only a stop ends them); it reaches
+    MLflow through the tracking server (MLFLOW_TRACKING_URI of the UI's environment), as on a cluster."""
+    log_dir = stack.log_dir / "long-train"
+    log_dir.mkdir(exist_ok=True)
+    server = FunctionServer("train", batch.env, log_dir, COELHO_TRAIN_ITERATIONS="200000",
+                            COELHO_TRAIN_EARLY_STOPPING="200000").start(timeout=120)
+    monkeypatch.setenv("COELHO_FUNCTION_URLS", stack.urls(**(batch.urls() | {"train": server.url})))
+    yield server
+    server.stop()
+
+
+async def test_a_second_train_is_refused_and_stop_kills_the_training(long_train: FunctionServer, batch,
+                                                                      user: User) -> None:
+    await user.open("/eta/batch")
+    await see(user, marker="stage", content="%)")
+    # someone else starts a training (another browser, kn, a JobSink) before this page polls again
+    started = requests.post(long_train.url + "/", json={"use_case": "eta"}, timeout=60)
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    user.find(marker="train").click()  # still enabled here: the page has not polled since
+    await see(user, f"Already training: run {run_id} since")  # the function's 409, as a notification
+    await see(user, marker="stage", content="running: training")
+    await see(user, marker="message", content="iteration")
+    user.find(marker="stop").click()
+    await see(user, "Stopping the training")
+    await until(lambda: one(user, "stage").text.startswith("killed"), "the killed state", timeout=TRAIN_S)
+    status = batch.status("eta", long_train.url)
+    assert status["state"] == "killed" and status["run_id"] == run_id
+    await see(user, marker="message", content="nothing registered")
+    await until(lambda: any(row["run_id"] == run_id and row["status"] == "KILLED" for row in one(user, "runs").rows),
+                "the killed run in the runs table")

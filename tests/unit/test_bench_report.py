@@ -192,10 +192,12 @@ def test_lifecycle_rows_pass_at_two_seconds_and_sit_next_to_hello(bench: SimpleN
     assert row.ok is False and row.measured == "n/a"
 
 
-def soak_sample(t: float, rss: float, used: float = 10.0, p99: float = 5.0, errors: int = 0) -> dict[str, Any]:
+def soak_sample(t: float, rss: float, used: float = 10.0, p99: float = 5.0, errors: int = 0,
+                baseline: float = 2.0) -> dict[str, Any]:
     return {"t": t, "rss_mib": {"tfd-learn worker": rss}, "fds": {"tfd-learn worker": 20},
             "valkey": {"used_memory_mib": used, "keys": 1000}, "wal": {"tfd": 4000},
-            "p99_ms": {"learn tfd-learn": p99}, "errors": {"refused tfd-learn": errors}}
+            "p99_ms": {"learn tfd-learn": p99, "baseline hello-http": baseline},
+            "errors": {"refused tfd-learn": errors}}
 
 
 def test_soak_judges_growth_after_the_warm_up_bounds_latency_and_errors(bench: SimpleNamespace) -> None:
@@ -204,11 +206,15 @@ def test_soak_judges_growth_after_the_warm_up_bounds_latency_and_errors(bench: S
     verdicts = {v.series: v for v in bench.soak_report.judge(samples, 600, {"wal.tfd": 10_000})}
     assert all(v.ok for v in verdicts.values()), [v for v in verdicts.values() if not v.ok]
     assert set(verdicts) == {"rss tfd-learn worker", "valkey used_memory", "wal.tfd", "fds tfd-learn worker",
-                             "p99 learn tfd-learn", "errors"}
+                             "p99 learn tfd-learn / baseline hello-http", "errors"}
     growing = [soak_sample(t, 100 + t / 60) for t in range(0, 1800, 30)]  # 60 MiB/h on about 120
     assert not {v.series: v for v in bench.soak_report.judge(growing, 600, {})}["rss tfd-learn worker"].ok
     slower = [soak_sample(t, 100, p99=5 if t < 1200 else 30) for t in range(0, 1800, 30)]
-    assert not {v.series: v for v in bench.soak_report.judge(slower, 600, {})}["p99 learn tfd-learn"].ok
+    latency = "p99 learn tfd-learn / baseline hello-http"
+    assert not {v.series: v for v in bench.soak_report.judge(slower, 600, {})}[latency].ok
+    loaded = [soak_sample(t, 100, p99=5 if t < 1200 else 30, baseline=2 if t < 1200 else 12)
+              for t in range(0, 1800, 30)]  # the whole machine slower: the ratio holds
+    assert {v.series: v for v in bench.soak_report.judge(loaded, 600, {})}[latency].ok
     failed = [soak_sample(t, 100, errors=int(t == 60)) for t in range(0, 1800, 30)]  # during the warm-up too
     assert not {v.series: v for v in bench.soak_report.judge(failed, 600, {})}["errors"].ok
     assert not bench.soak_report.judge(samples, 600, {"wal.tfd": 3_999})[2].ok

@@ -18,7 +18,7 @@ from coelho_ui.pages.incremental import Predictions
 from coelho_ui.usecases import UseCaseView
 from coelho_ui.widgets import tagged
 
-__all__ = ["not_deployed", "run_row", "tab"]
+__all__ = ["comparison_note", "not_deployed", "run_row", "tab"]
 
 REFRESH_S = 1.5
 RUN_METRICS = 5
@@ -70,6 +70,23 @@ def run_row(run: Mapping[str, Any], first: str = "") -> dict[str, Any]:
     }
 
 
+def comparison_note(body: Mapping[str, Any]) -> str:
+    """What the comparison of GET /comparison compares: the run's test rows and which online version (or why none).
+
+    >>> comparison_note({"run_id": "3efaa1bb97ec4fadb1c5", "test_rows": 1178, "online": {"model": "coelho-tfd",
+    ...     "version": 3, "events_applied": 1200, "choice": "the champion", "reason": None}})
+    'Run 3efaa1bb97ec, its first 1,178 test rows. Online: coelho-tfd v3 (1,200 events), the champion.'
+    >>> comparison_note({"run_id": "r1", "test_rows": 500, "online": {"reason": "no version before the test block"}})
+    'Run r1, its first 500 test rows. No online columns: no version before the test block.'
+    """
+    online = body.get("online") or {}
+    rows = f"Run {str(body.get('run_id', ''))[:12]}, its first {fmt.count(body.get('test_rows'))} test rows."
+    if online.get("version") is None:
+        return f"{rows} No online columns: {online.get('reason') or 'no online model'}."
+    return (f"{rows} Online: {online.get('model')} v{online['version']} ({fmt.count(online.get('events_applied'))} "
+            f"events), {online.get('choice')}.")
+
+
 def _comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{"metric": r.get("metric"), **{k: fmt.number(r.get(k)) for k in ("batch", "online_frozen",
                                                                                "online_prequential")}} for r in rows]
@@ -89,13 +106,13 @@ class Batch:
             with ui.column().classes("w-3/5 grow"):
                 with ui.card().classes("w-full"):
                     ui.label("Runs").classes("text-subtitle1 text-bold")
-                    self.runs = ui.table(columns=RUN_COLUMNS, rows=[], row_key="run_id").classes("w-full").props(
-                        "dense flat").mark("runs")
+                    self.runs = tagged(ui.table(columns=RUN_COLUMNS, rows=[], row_key="run_id").classes(
+                        "w-full").props("dense flat"), "runs")
                 with ui.card().classes("w-full"):
                     self._diagnostics()
                 with ui.card().classes("w-full"):
-                    ui.label("Online vs batch on the same test rows").classes("text-subtitle1 text-bold")
-                    self.comparison_note = ui.label().classes("text-xs text-grey-7")
+                    ui.label("Online vs batch on the picked run's test rows").classes("text-subtitle1 text-bold")
+                    self.comparison_note = tagged(ui.label().classes("text-xs text-grey-7"), "comparison-note")
                     self.comparison = ui.table(columns=COMPARISON_COLUMNS, rows=[], row_key="metric").classes(
                         "w-full").props("dense flat").mark("comparison")
         ui.label("Batch prediction").classes("text-h6")
@@ -122,12 +139,13 @@ class Batch:
     def _diagnostics(self) -> None:
         ui.label("Diagnostics").classes("text-subtitle1 text-bold")
         with ui.row().classes("w-full"):
-            self.run_pick = ui.select({}, label="Run", on_change=self.load_figures).classes("w-56").mark("run-pick")
+            self.run_pick = ui.select({}, label="Run", on_change=self.pick_run).classes("w-56").mark("run-pick")
             self.figure_pick = ui.select({}, label="Figure", on_change=self.load_figure).classes("grow").mark(
                 "figure-pick")
         self.what = ui.markdown().classes("text-sm").mark("figure-what")
-        self.plot = ui.plotly({"data": [], "layout": {"height": 360}}).classes("w-full").mark("figure")
-        self.plot.set_visibility(False)
+        # the plot exists only while it has a figure: plotly.js throws when asked to resize a hidden plot
+        self.plot_box = ui.element().classes("w-full")
+        self.plot: ui.plotly | None = None
         self.how = ui.markdown().classes("text-xs text-grey-7").mark("figure-how")
 
     async def train(self) -> None:
@@ -173,9 +191,10 @@ class Batch:
             for line in lines:
                 self.log.push(line)
             self.log_lines = lines
-        if self.state is not None and state != self.state and state != "running":
-            await self.load_runs()
+        ended = self.state is not None and state != self.state and state != "running"
         self.state = state
+        if ended:  # a new run to list, maybe a new version to choose
+            await asyncio.gather(self.load_runs(), self.predictions.load_versions())
 
     async def load_runs(self) -> None:
         reply = await self.api.training("GET", "/runs", self.view.key)
@@ -185,14 +204,23 @@ class Batch:
         options = {run["run_id"]: f"{'★ ' if run.get('champion') else ''}{str(run['run_id'])[:12]}" for run in runs
                    if run.get("run_id")}
         chosen = next((run["run_id"] for run in runs if run.get("champion")), next(iter(options), None))
-        self.run_pick.set_options(options, value=chosen)
-        await self.load_comparison()
+        if not runs:
+            self.comparison_note.set_text(reply.error or "No batch run yet: Train one.")
+        self.run_pick.set_options(options, value=chosen)  # a new choice loads its figures and comparison
+
+    async def pick_run(self) -> None:
+        """The picked run's figures and its online-vs-batch comparison."""
+        if self.run_pick.value:
+            await asyncio.gather(self.load_figures(), self.load_comparison())
 
     async def load_figures(self) -> None:
-        if not self.run_pick.value:
-            return
         reply = await self.api.training("GET", "/diagnostics", self.view.key, run_id=self.run_pick.value)
         figures = reply.data().get("figures", [])
+        if not figures:  # a run killed before its figures were drawn
+            self.what.set_content(reply.error or "This run has no figures.")
+            self.how.set_content("")
+            self.plot_box.clear()
+            self.plot = None
         self.figure_pick.set_options({f["name"]: f.get("title", f["name"]) for f in figures},
                                      value=figures[0]["name"] if figures else None)
 
@@ -209,16 +237,18 @@ class Batch:
         self.how.set_content(str(figure.get("how", "")))
         plot = dict(figure.get("figure") or {})
         plot["layout"] = {**plot.get("layout", {}), "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"}
-        self.plot.update_figure(plot)
-        self.plot.set_visibility(True)
+        if self.plot is None:
+            with self.plot_box:
+                self.plot = ui.plotly(plot).classes("w-full").mark("figure")
+        else:
+            self.plot.update_figure(plot)
 
     async def load_comparison(self) -> None:
-        reply = await self.api.training("GET", "/comparison", self.view.key)
+        reply = await self.api.training("GET", "/comparison", self.view.key, run_id=self.run_pick.value)
         body = reply.data()
         self.comparison.rows = _comparison_rows(body.get("rows", []))
         self.comparison.update()
-        self.comparison_note.set_text(f"{fmt.count(body.get('test_rows'))} test rows of the champion's run" if
-                                      reply.ok else (reply.error or ""))
+        self.comparison_note.set_text(comparison_note(body) if reply.ok else (reply.error or ""))
 
 
 def not_deployed(reply: Reply) -> bool:

@@ -74,7 +74,7 @@ class Predictions:
             with ui.column().classes("w-3/5 grow") as self.right:
                 with ui.card().classes("w-full"):
                     ui.label("Prediction").classes("text-subtitle1 text-bold")
-                    self.result = result_panel(view, self.api.settings)
+                    self.result = result_panel(view, self.api.settings, batch)
                     self.meta = tagged(ui.label("Fill the form (or Randomise) and Predict.").classes(
                         "text-xs text-grey-7"), "result-meta")
         self.form.randomise()

@@ -58,6 +58,11 @@ class SqlError(Exception):
         self.kind = kind
 
 
+#: How often, and how long, the stop repeats its interrupt while queries still run.
+INTERRUPT_EVERY_S = 0.05
+INTERRUPT_FOR_S = 10.0
+
+
 def _stopping_error() -> SqlError:
     """A query refused or interrupted because the function stops (the sender retries elsewhere)."""
     return SqlError(503, "stopping", "the sql function is stopping: query interrupted; retry")
@@ -146,7 +151,22 @@ class SqlEngine:
             running = list(self._running)
         for cursor in running:
             cursor.interrupt()
+        if running:
+            threading.Thread(target=self._interrupt_until_answered, name="sql-interrupt", daemon=True).start()
         return len(running)
+
+    def _interrupt_until_answered(self) -> None:
+        """An interrupt that lands between a query's statements finds nothing running, and the query then runs on:
+        repeat it until every query has answered (at most `INTERRUPT_FOR_S`)."""
+        deadline = time.monotonic() + INTERRUPT_FOR_S
+        while time.monotonic() < deadline:
+            time.sleep(INTERRUPT_EVERY_S)
+            with self._running_lock:
+                running = list(self._running)
+            if not running:
+                return
+            for cursor in running:
+                cursor.interrupt()
 
     def describe(self, use_case: str) -> list[dict[str, Any]]:
         """Name, DuckDB type and nullability (from the table layout) of every column of the use case's table."""
@@ -225,7 +245,6 @@ class SqlEngine:
         cells = [column.to_pylist() for column in table.columns]
         rows = [[json_value(value) for value in row] for row in zip(*cells, strict=True)] if cells else []
         return QueryResult(columns, rows, truncated)
-
 
     def _failure(self, exc: duckdb.Error) -> SqlError:
         """What a DuckDB error means for the request: 503 when the function's stop interrupted it."""

@@ -18,6 +18,7 @@ TrainRequest(use_case='ecci', sample_frac=0.5, max_rows=None, since=None, until=
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -26,8 +27,8 @@ from typing import Any
 
 from coelho.core.schema import Problem
 
-__all__ = ["EVENT_TYPE", "K_MAX", "K_MIN", "USE_CASE_KEYS", "InvalidTrainRequest", "TrainRequest", "parse_time",
-           "parse_train_request"]
+__all__ = ["EVENT_TYPE", "EVENT_TYPES", "K_MAX", "K_MIN", "USE_CASE_KEYS", "InvalidTrainRequest", "TrainRequest",
+           "parse_time", "parse_train_request", "request_from_event"]
 
 USE_CASE_KEYS = ("tfd", "eta", "ecci")
 K_MIN, K_MAX = 2, 50
@@ -35,6 +36,9 @@ FIELDS = ("use_case", "sample_frac", "max_rows", "since", "until", "k")
 
 #: The CloudEvent type that asks for a training (data: the request's JSON object).
 EVENT_TYPE = "io.coelho.train.requested.v1"
+#: The CloudEvents that start a training: a request; a PingSource's tick (data: the request, as for a request);
+#: a learner's drift detection (`coelho.runtime.drift_events`: its use case is retrained with the defaults).
+EVENT_TYPES = (EVENT_TYPE, "dev.knative.sources.ping", "io.coelho.drift.detected.v1")
 
 
 class InvalidTrainRequest(ValueError):
@@ -75,6 +79,31 @@ def parse_time(text: str) -> datetime:
     """
     moment = datetime.fromisoformat(text)
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def request_from_event(event_type: str, data: Any) -> TrainRequest:
+    """The training a CloudEvent of one of `EVENT_TYPES` asks for (`data`: its data, JSON text or decoded).
+
+    >>> request_from_event("io.coelho.drift.detected.v1", {"use_case": "eta", "detection": 3, "at": "…"}).use_case
+    'eta'
+    >>> request_from_event("dev.knative.sources.ping", '{"use_case": "tfd", "max_rows": 5000}').max_rows
+    5000
+    >>> try:
+    ...     request_from_event("com.example.other", {"use_case": "tfd"})
+    ... except InvalidTrainRequest as exc:
+    ...     exc.problems[0].field
+    'type'
+    """
+    if event_type not in EVENT_TYPES:
+        raise InvalidTrainRequest([Problem("type", f"must be one of {', '.join(EVENT_TYPES)}")])
+    if isinstance(data, bytes | str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise InvalidTrainRequest([Problem("data", "must be a JSON object")]) from None
+    if event_type == EVENT_TYPES[2] and isinstance(data, Mapping):
+        data = {"use_case": data.get("use_case")}
+    return parse_train_request(data)
 
 
 def parse_train_request(data: Any) -> TrainRequest:

@@ -21,6 +21,7 @@ from cloudevents.http import CloudEvent
 
 from coelho.adapters.redis_state import RedisState
 from coelho.core.online import OnlineModel
+from coelho.core.train_request import EVENT_TYPES
 from coelho.dispatch.delivery import is_retryable
 from coelho.runtime.outbox import Outbox
 
@@ -28,7 +29,7 @@ __all__ = ["DRIFT_EVENT_TYPE", "DriftNotifier", "drift_event"]
 
 log = logging.getLogger(__name__)
 
-DRIFT_EVENT_TYPE = "io.coelho.drift.detected.v1"
+DRIFT_EVENT_TYPE = EVENT_TYPES[2]  # the train function and a JobSink accept it: the use case is retrained
 TIMEOUT_S = 5.0
 
 

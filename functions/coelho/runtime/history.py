@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -86,7 +87,7 @@ def register_replay(settings: Settings, model: OnlineModel, run_name: str) -> in
     tests) as a version of `coelho-<uc>` in a run of its own; returns the champion version afterwards."""
     registry = open_registry(model.use_case, settings)
     run_id = registry.start_run(run_name, {"use_case": model.use_case.key, "preset": model.preset},
-                                {"coelho.training_mode": "replay"})
+                                {"coelho.training_mode": "replay", "coelho.holder": f"replay-{uuid.uuid4().hex}"})
     registry.register(run_id, dumps_signed(model, settings.resolved_signing_key()), candidate_tags(model),
                       f"model-{model.events_applied:012d}")
     registry.end_run(run_id)

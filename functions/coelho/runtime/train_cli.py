@@ -21,16 +21,18 @@ from typing import Any
 from coelho.config import Settings
 from coelho.core.progress import Progress
 from coelho.core.train_request import (
-    EVENT_TYPE,
+    EVENT_TYPES,
     K_MAX,
     K_MIN,
     USE_CASE_KEYS,
     InvalidTrainRequest,
     TrainRequest,
     parse_train_request,
+    request_from_event,
 )
 
-__all__ = ["DESCRIPTION", "add_train_arguments", "request_from_args", "request_from_event", "run_train_command"]
+__all__ = ["DESCRIPTION", "add_train_arguments", "request_from_args", "request_from_event_file",
+           "run_train_command"]
 
 DESCRIPTION = f"""\
 Train the batch model of a use case on its Delta table (COELHO_DELTA_ROOT/<use case>): CatBoost for tfd
@@ -44,8 +46,10 @@ One training per use case at a time (a lock in Redis); progress is published to 
 function's /status shows it. Ctrl-C (or SIGTERM) stops the training within a second or two: the run is
 marked KILLED and nothing is registered.
 
-With --event-file, the use case and options come from a structured CloudEvent of type {EVENT_TYPE}
-(what a Knative JobSink mounts at $K_EVENT_PATH/event; a folder means <folder>/event).
+With --event-file, the use case and options come from a structured CloudEvent (what a Knative JobSink
+mounts at $K_EVENT_PATH/event; a folder means <folder>/event) of type {EVENT_TYPES[0]} (data: the
+request), {EVENT_TYPES[1]} (a PingSource's tick, data as a request) or {EVENT_TYPES[2]} (a
+learner's drift detection: its use case, with the defaults).
 Exit codes: 0 registered, 1 failed / stopped / could not start, 2 bad arguments or event."""
 
 
@@ -61,8 +65,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=None, metavar="K",
                         help=f"ecci only: fit this K ({K_MIN}..{K_MAX}) instead of searching COELHO_TRAIN_K_RANGE")
     parser.add_argument("--event-file", type=Path, default=None, metavar="PATH",
-                        help=f"read the request from a structured CloudEvent ({EVENT_TYPE}) in PATH "
-                             "(a JobSink's $K_EVENT_PATH/event)")
+                        help="read the request from a structured CloudEvent in PATH (a JobSink's $K_EVENT_PATH/event): "
+                             "a train request, a PingSource tick or a learner's drift detection")
     internal = parser.add_argument_group("set by the train function for its child process")
     internal.add_argument("--run-id", default=None, help="train into this existing MLflow run")
     internal.add_argument("--lock-token", default=None, help="the training lock already taken for this run")
@@ -76,11 +80,11 @@ def request_from_args(args: argparse.Namespace) -> TrainRequest:
     if args.event_file is not None:
         if args.use_case or any(v is not None for v in options.values()):
             raise InvalidTrainRequest([_problem("event_file", "give either --event-file or a use case and options")])
-        return request_from_event(args.event_file)
+        return request_from_event_file(args.event_file)
     return parse_train_request({"use_case": args.use_case} | {k: v for k, v in options.items() if v is not None})
 
 
-def request_from_event(path: Path) -> TrainRequest:
+def request_from_event_file(path: Path) -> TrainRequest:
     """The request in a structured CloudEvent file (a folder: its `event` file, the JobSink layout)."""
     path = path / "event" if path.is_dir() else path
     try:
@@ -88,15 +92,9 @@ def request_from_event(path: Path) -> TrainRequest:
     except (OSError, ValueError) as exc:
         raise InvalidTrainRequest([_problem("event_file", f"cannot read a JSON CloudEvent from {path}: {exc}")]) \
             from None
-    if not isinstance(event, dict) or event.get("type") != EVENT_TYPE:
-        raise InvalidTrainRequest([_problem("type", f"must be {EVENT_TYPE}")])
-    data = event.get("data")
-    if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except ValueError:
-            raise InvalidTrainRequest([_problem("data", "must be a JSON object")]) from None
-    return parse_train_request(data)
+    if not isinstance(event, dict):
+        raise InvalidTrainRequest([_problem("event_file", f"{path} does not hold a structured CloudEvent")])
+    return request_from_event(str(event.get("type")), event.get("data"))
 
 
 def _problem(field: str, message: str) -> Any:

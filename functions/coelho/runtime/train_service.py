@@ -3,7 +3,8 @@
 Routes (JSON errors name every bad field, see `coelho.runtime.asgi.problem_body`):
 
 - `POST /`: a training request as JSON (`{"use_case", "sample_frac"?, "max_rows"?, "since"?, "until"?, "k"?}`)
-  or a CloudEvent (binary or structured) of type `io.coelho.train.requested.v1` carrying it. The function
+  or a CloudEvent (binary or structured) of type `io.coelho.train.requested.v1` carrying it (or a PingSource tick
+  or a learner's drift detection, `coelho.core.train_request.EVENT_TYPES`). The function
   takes the use case's training lock (409 naming the running training when taken), checks the rows (422
   naming the block and its row count), opens the MLflow run (503 when MLflow is unreachable) and starts
   `coelho train` as a child process with that run, lock and Delta version → 202 `{use_case, run_id, state}`;
@@ -35,7 +36,13 @@ from prometheus_client.registry import Collector
 from coelho.adapters.training_state import DURATION_BUCKETS, OUTCOMES, TrainingState
 from coelho.config import Settings
 from coelho.core.schema import Problem
-from coelho.core.train_request import EVENT_TYPE, USE_CASE_KEYS, InvalidTrainRequest, TrainRequest, parse_train_request
+from coelho.core.train_request import (
+    USE_CASE_KEYS,
+    InvalidTrainRequest,
+    TrainRequest,
+    parse_train_request,
+    request_from_event,
+)
 from coelho.runtime.services import Service, reject
 
 __all__ = ["TrainService", "idle_status"]
@@ -318,15 +325,7 @@ def _request_data(request: flask.Request) -> Any:
             event = from_http(dict(request.headers), request.get_data())
         except Exception as exc:  # noqa: BLE001 - whatever the SDK refuses is not a CloudEvent
             raise InvalidTrainRequest([Problem("body", f"malformed CloudEvent: {exc}")]) from None
-        if event["type"] != EVENT_TYPE:
-            raise InvalidTrainRequest([Problem("type", f"must be {EVENT_TYPE}")])
-        data = event.data
-        if isinstance(data, bytes | str):
-            try:
-                data = json.loads(data)
-            except ValueError:
-                raise InvalidTrainRequest([Problem("data", "must be a JSON object")]) from None
-        return data
+        return request_from_event(event["type"], event.data).as_json()
     data = request.get_json(silent=True)
     if data is None:
         raise InvalidTrainRequest([Problem("body", "must be a JSON object (or a CloudEvent)")])
