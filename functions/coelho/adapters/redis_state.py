@@ -297,7 +297,10 @@ class AsyncAppender:
         data = b"".join(hiredis.pack_command(command) for command in commands)
         sock = self.sock
         try:
-            sent = sock.send(data)
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:  # the socket's buffer is full: the loop sends it when it can
+                sent = 0
             if sent < len(data):
                 await loop.sock_sendall(sock, data[sent:])
         except OSError as exc:
