@@ -503,9 +503,7 @@ class Learner:
         if not self.lock.acquire(blocking=False):
             return  # an append is running (and drains while it waits)
         try:
-            if (last := self.state.last_seq()) > self.accepted_seq:
-                self.accepted_seq = last  # logged by followers: learn it from the WAL
-                self.inbox.put((self.generation, last, None))
+            self._queue_logged()
             self.drain()
             quiet = time.monotonic() - self.accepted_at >= IDLE_DRAIN_S  # while events flow, _after_apply publishes
             if quiet and self.replica.seq != self.published_seq:
@@ -514,6 +512,13 @@ class Learner:
             self._redis_failed(exc)
         finally:
             self.lock.release()
+
+    def _queue_logged(self) -> None:
+        """Queue for learning what other processes (followers) logged after this learner's last append (under
+        `lock`): `drain` reads it from the WAL."""
+        if (last := self.state.last_seq()) > self.accepted_seq:
+            self.accepted_seq = last
+            self.inbox.put((self.generation, last, None))
 
     def _idle_checkpoint(self) -> None:
         if not self.model_lock.acquire(blocking=False):
@@ -641,6 +646,7 @@ class Learner:
         with self.lock:
             if self.token is not None:
                 try:
+                    self._queue_logged()  # the final checkpoint holds what the other workers logged too
                     learned = self.drain()
                     with self.model_lock:
                         seq = self.replica.seq
