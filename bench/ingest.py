@@ -42,7 +42,7 @@ log = logging.getLogger("bench")
 
 KEY = "tfd"
 SENDERS = 64  # concurrent connections: delta-sink serves 64 threads (catalog), each waiting for a commit
-SPARK_BATCH = 5_000
+SPARK_BATCH = 50_000
 SPARK_TIMEOUT_S = 600
 
 
@@ -133,14 +133,17 @@ def spark_figures(processes: Processes, payloads: list[dict[str, Any]]) -> dict[
     finally:
         broker.stop()
     table = DeltaTable(str(work / "data" / "delta" / KEY))
-    appends = sorted((c for c in table.history() if c.get("operation") != "CREATE TABLE"),
+    appends = sorted((c for c in table.history() if c.get("operation") not in ("CREATE TABLE", "OPTIMIZE")),
                      key=lambda c: c["timestamp"])
-    rows = len(table.to_pyarrow_table(columns=["ce_id"]))
+    keys = table.to_pyarrow_table(columns=["ce_source", "ce_id"])  # every row once: as many keys as rows
+    rows, distinct = keys.num_rows, len(set(zip(keys["ce_source"].to_pylist(), keys["ce_id"].to_pylist(),
+                                                 strict=True)))
     first_rows = int(appends[0].get("operationMetrics", {}).get("numOutputRows", SPARK_BATCH))
     span_s = (appends[-1]["timestamp"] - appends[0]["timestamp"]) / 1000
     raw = raw_rows_per_s(payloads, str(work / "raw"))
     figures = {
-        "events": len(payloads), "rows": rows, "batches": len(appends), "batch_records": SPARK_BATCH,
+        "events": len(payloads), "rows": rows, "distinct_rows": distinct, "batches": len(appends),
+        "batch_records": SPARK_BATCH, "active_files": len(table.file_uris()),
         "job_seconds": job_s, "spark_rows_per_s": (rows - first_rows) / span_s if span_s > 0 else None,
         "raw_rows_per_s": raw,
     }

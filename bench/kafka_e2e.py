@@ -172,16 +172,18 @@ def _cpu_s(stat: Path) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def _group_cpu_s(pgid: int) -> float:
-    """CPU seconds of every live process in process group `pgid` (a function's gunicorn master and worker)."""
-    total = 0.0
+def _group_cpu_s(pgid: int) -> tuple[float, float]:
+    """CPU seconds of every live process in process group `pgid` (a function's gunicorn master and workers):
+    in all, and of their main threads alone (the event loops; the rest is the learner's threads)."""
+    total = main = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
                 total += _cpu_s(stat)
+                main += _cpu_s(stat.with_name("task") / stat.parent.name / "stat")
         except (OSError, IndexError, ValueError):
             continue
-    return total
+    return total, main
 
 
 class CpuMeter:
@@ -201,11 +203,13 @@ class CpuMeter:
         loop_s = _cpu_s(task / str(loop) / "stat") if loop else 0.0
         senders_s = sum(_cpu_s(task / str(tid) / "stat") for tid in senders)
         server = route.server.process
+        function, function_loop = _group_cpu_s(server.pid) if server is not None else (0.0, 0.0)
         return {
             "dispatcher_loop": loop_s,  # consumer poll, routing to partition queues, back-pressure, commits
             "dispatcher_senders": senders_s,  # one thread per partition: record → CloudEvent → HTTP POST → 2xx
             "bench_other": process - loop_s - senders_s,  # librdkafka threads, producer reports, this loop
-            "function": _group_cpu_s(server.pid) if server is not None else 0.0,
+            "function": function,  # all of it; function_loop: its event loops (HTTP, decoding, validation, appends)
+            "function_loop": function_loop,
             "kafka_broker": _cpu_s(Path(f"/proc/{self.broker_pid}/stat")) if self.broker_pid else 0.0,
             "valkey": _cpu_s(Path(f"/proc/{self.valkey_pid}/stat")) if self.valkey_pid else 0.0,
         }
@@ -279,8 +283,8 @@ def backlog(route: Route, events: Sequence[CloudEvent], meter: CpuMeter) -> dict
     }
 
 
-def applied(server: FunctionProcess, settle_s: float = 0.5, timeout_s: float = 30.0) -> int:
-    """The model's `events_applied` from `GET /status`, once it stops changing for `settle_s`.
+def settled_status(server: FunctionProcess, settle_s: float = 0.5, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The learner's `GET /status` once its `events_applied` stops changing for `settle_s`.
 
     With several workers a request may reach a follower, which relays the leader's status as last
     published (at most about 0.1 s old when idle), hence the settling.
@@ -297,11 +301,44 @@ def applied(server: FunctionProcess, settle_s: float = 0.5, timeout_s: float = 3
             conn.close()
         if response.status != 200:
             raise RuntimeError(f"{server.name} /status answered {response.status}: {body[:300]!r}")
-        value = int(json.loads(body)["events_applied"])
+        status = json.loads(body)
+        value = int(status["events_applied"])
         if value == last or time.monotonic() > deadline:
-            return value
+            return status
         last = value
         time.sleep(settle_s)
+
+
+def applied(server: FunctionProcess) -> int:
+    """The model's `events_applied`, settled."""
+    return int(settled_status(server)["events_applied"])
+
+
+#: The leader's parts (`/status` `timings`) per event learned: where its threads' CPU goes.
+PER_EVENT_PARTS = ("validate", "learn", "observe", "status", "checkpoint")
+
+
+def breakdown(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the leading worker's `timings` say about the events between two statuses.
+
+    `validate` is the event loop's decoding check per event it validated; the other parts are CPU ms per
+    event learned (checkpoint and status amortised over them); `loop_lag_*` is how late a 10 ms timer of the
+    leader's event loop fired, mean and worst over the phase: the time the loop was blocked.
+    """
+    first, last = before.get("timings", {}), after.get("timings", {})
+    learned = last.get("learn", {}).get("count", 0) - first.get("learn", {}).get("count", 0)
+
+    def delta(part: str, field: str) -> float:
+        return last.get(part, {}).get(field, 0) - first.get(part, {}).get(field, 0)
+
+    result: dict[str, Any] = {"events_learned": learned}
+    for part in PER_EVENT_PARTS:
+        per = delta(part, "count") if part == "validate" else learned
+        result[f"{part}_ms"] = delta(part, "seconds") * 1000 / per if per else None
+    probes = delta("loop_lag", "count")
+    result["loop_lag_mean_ms"] = delta("loop_lag", "seconds") * 1000 / probes if probes else None
+    result["loop_lag_max_ms"] = last.get("loop_lag", {}).get("max_seconds", 0) * 1000  # since the start
+    return result
 
 
 def kafka_e2e(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
@@ -339,7 +376,10 @@ def kafka_e2e(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
                 route.wait_delivered(len(warmup))
                 paced_results[server.name] = []
                 for rate, chunk in phases:
+                    before = settled_status(server) if server is learn else {}
                     figures = paced(route, chunk, rate)
+                    if server is learn:
+                        figures["breakdown"] = breakdown(before, settled_status(server))
                     paced_results[server.name].append(figures)
                     log.info("kafka_e2e %s @ %d ev/s: %d events at %.0f ev/s, p50 %.1f / p99 %.1f / max %.1f ms "
                              "(POST p50 %.1f / p99 %.1f ms)", server.name, rate, figures["count"],
@@ -348,8 +388,11 @@ def kafka_e2e(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
         drains: dict[str, dict[str, Any]] = {}
         for server in (learn, hello):
             with contextlib.closing(Route(broker, work / f"backlog-{server.name}", server)) as route:
+                before = settled_status(server) if server is learn else {}
                 drains[server.name] = backlog(route, backlog_events, CpuMeter(route, broker, processes))
                 drain = drains[server.name]
+                if server is learn:
+                    drain["breakdown"] = breakdown(before, settled_status(server))
                 log.info("kafka_e2e %s backlog: %d events produced in %.1f s, drained in %.1f s: %.0f ev/s; "
                          "POST %.2f ms; CPU ms/event %s", server.name, len(backlog_events), drain["produce_s"],
                          drain["drain_s"], drain["events_per_s"], drain["post_mean_ms"],
@@ -366,7 +409,7 @@ def kafka_e2e(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
     for (rate, _), mine, base in zip(phases, paced_results[learn.name], paced_results[hello.name], strict=True):
         result["rates"].append({
             "rate": rate, **mine,
-            **{f"hello_{name}": value for name, value in base.items() if name != "count"},
+            **{f"hello_{name}": value for name, value in base.items() if name not in ("count", "breakdown")},
             "p99_ratio": mine["p99_ms"] / base["p99_ms"],
         })
     mine, base = drains[learn.name], drains[hello.name]
@@ -374,7 +417,8 @@ def kafka_e2e(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
         "max_events_per_s": mine["events_per_s"],
         "hello_max_events_per_s": base["events_per_s"],
         "max_ratio": mine["events_per_s"] / base["events_per_s"],
-        "backlog": {**mine, **{f"hello_{name}": value for name, value in base.items() if name != "count"}},
+        "backlog": {**mine, **{f"hello_{name}": value for name, value in base.items()
+                               if name not in ("count", "breakdown")}},
         "produced": produced,
         "applied": applied_delta,
         "warmup_events": len(warmup),

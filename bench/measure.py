@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -90,8 +91,39 @@ QUICK = Plan(True, warmup=300, rounds=8, learn_events=250, predict_requests=250,
              sql_rounds=3, sql_queries=10, lifecycle_rounds=2, lifecycle_events=1_000, batch_rows=(100_000,))
 FULL = Plan(False, warmup=500, rounds=20, learn_events=500, predict_requests=500,
             cold_events=100_000, cold_repeats=5, quality_events=20_000, kafka_seconds=15, kafka_backlog=30_000,
-            ingest_events=10_000, ingest_spark_events=50_000, drift_stationary_events=100_000, drift_change_at=20_000,
+            ingest_events=10_000, ingest_spark_events=200_000, drift_stationary_events=100_000, drift_change_at=20_000,
             drift_after=20_000, drift_seeds=(1, 2, 3), ui_rounds=5, ui_predictions=30)
+
+
+#: The calibration loop's size: a few tenths of a second of pure-Python integer work on a 2020s core.
+CALIBRATION_ITERATIONS = 2_000_000
+
+
+def calibration_loop(iterations: int = CALIBRATION_ITERATIONS) -> int:
+    """A fixed CPU-bound loop (integer arithmetic in the interpreter, no allocation beyond ints, no I/O).
+
+    >>> calibration_loop(10)
+    15
+    """
+    total = 0
+    for i in range(iterations):
+        total = (total + i * i) % 1_000_003
+    return total
+
+
+def calibrate(repeats: int = 5) -> dict[str, float]:
+    """Machine speed: the calibration loop's best and median time over `repeats` runs, in ms.
+
+    Runs on different machines compare through it (figures scale roughly with `loop_ms_best`), and a
+    median far above the best says the machine was busy while the benchmark ran.
+    """
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        calibration_loop()
+        times.append((time.perf_counter() - began) * 1000)
+    return {"loop_ms_best": min(times), "loop_ms_median": statistics.median(times),
+            "iterations": CALIBRATION_ITERATIONS, "load_average_1m": os.getloadavg()[0]}
 
 
 def efficiency(events_per_s: float, raw_events_per_s: float, hello_events_per_s: float) -> float:

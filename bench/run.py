@@ -174,6 +174,15 @@ def machine(plan: measure.Plan) -> dict[str, Any]:
     }
 
 
+def calibration_line(calibration: dict[str, dict[str, float]]) -> str:
+    """The machine-speed line printed under the table."""
+    start, end = calibration["start"], calibration["end"]
+    return (f"machine speed: a fixed CPU loop ({start['iterations']:,} iterations) took {start['loop_ms_best']:.0f} ms "
+            f"(median {start['loop_ms_median']:.0f}, load {start['load_average_1m']:.1f}) before the run and "
+            f"{end['loop_ms_best']:.0f} ms (median {end['loop_ms_median']:.0f}, load {end['load_average_1m']:.1f}) "
+            "after it; compare runs on other machines through it")
+
+
 def _cpuinfo() -> list[str]:
     try:
         return Path("/proc/cpuinfo").read_text().splitlines()
@@ -195,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     selected = [key for key in USE_CASE_KEYS if not args.only or key in args.only]
     keys = [] if chosen else selected
     results: dict[str, Any] = {"machine": machine(plan), "plan": asdict(plan) | {"seed": SEED}, "baselines": BASELINES}
+    calibration = {"start": measure.calibrate()}
+    log.info("calibration: a fixed CPU loop takes %.0f ms (best of 5; median %.0f ms)",
+             calibration["start"]["loop_ms_best"], calibration["start"]["loop_ms_median"])
     began = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="coelho-bench-") as tmp, Processes(Path(tmp)) as processes:
@@ -208,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("interrupted; every process this run started is stopped")
         return 130
     results["machine"]["duration_s"] = round(time.perf_counter() - began, 1)
+    results["machine"]["calibration"] = calibration | {"end": measure.calibrate()}
 
     table = []
     for key in keys:
@@ -220,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         table += key_rows
     RESULTS.write_text(json.dumps(rounded(results), indent=2) + "\n")
     print(render(table))
+    print(calibration_line(results["machine"]["calibration"]))
     log.info("done in %.0f s; wrote %s", results["machine"]["duration_s"], RESULTS)
     return 0
 

@@ -17,16 +17,21 @@ unfenced: the log is the single order, and only the lease holder learns from it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import socket
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
 import redis
 import redis.connection
 
-__all__ = ["AppendResult", "Checkpoint", "Record", "RedisState", "WalEntry"]
+__all__ = ["AppendResult", "AsyncAppender", "Checkpoint", "Record", "RedisState", "WalEntry"]
 
 _APPEND = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
@@ -165,11 +170,7 @@ class RedisState:
         raised, never retried here: the sender's redelivery is safe, since a dedup marker and its
         WAL entry are written together.
         """
-        commands = []
-        for record in records:
-            digest = hashlib.blake2b(f"{record.source}\x00{record.event_id}".encode(), digest_size=16).hexdigest()
-            keys = (self.key("fence"), self.key("seen:" + digest), self.key("seq"), self.key("wal"))
-            commands.append(("EVALSHA", self._append.sha, 4, *keys, token or "", record.body, ttl_s))
+        commands = self.append_commands(token, records, ttl_s)
         if self._append_connection is None:
             self._append_connection = self.client.connection_pool.make_connection()
         connection = self._append_connection
@@ -180,12 +181,25 @@ class RedisState:
             replies = [connection.read_response() for _ in commands]
         except redis.exceptions.NoScriptError:  # every command failed the same way: none ran
             connection.disconnect()
-            self._append.sha = self.client.script_load(_APPEND)
+            self.reload_append_script()
             return self.append(token, records, ttl_s)
         except redis.RedisError:
             connection.disconnect()
             raise
         return [AppendResult(int(reply)) for reply in replies]
+
+    def append_commands(self, token: str | None, records: Sequence[Record], ttl_s: int) -> list[tuple[Any, ...]]:
+        """The append script's calls for `records` (one EVALSHA each), as `append` sends them."""
+        commands = []
+        for record in records:
+            digest = hashlib.blake2b(f"{record.source}\x00{record.event_id}".encode(), digest_size=16).hexdigest()
+            keys = (self.key("fence"), self.key("seen:" + digest), self.key("seq"), self.key("wal"))
+            commands.append(("EVALSHA", self._append.sha, 4, *keys, token or "", record.body, ttl_s))
+        return commands
+
+    def reload_append_script(self) -> None:
+        """Load the append script again (Redis lost its script cache: restarted or flushed)."""
+        self._append.sha = self.client.script_load(_APPEND)
 
     def read_wal(self, after: int, count: int = 10_000) -> list[WalEntry]:
         """Entries with seq > `after`, oldest first."""
@@ -237,3 +251,153 @@ class RedisState:
     def read_status(self) -> dict[str, Any]:
         """The last published learner status."""
         return {k.decode(): json.loads(v) for k, v in self.client.hgetall(self.key("status")).items()}
+
+
+class AsyncAppender:
+    """`RedisState.append` for an event loop: the loop sends and goes on; the replies arrive as a callback.
+
+    One non-blocking socket (connected, and authenticated when the URL says so, once per event loop), read
+    by `loop.add_reader` and parsed by hiredis; no task, thread or transport per call. Callers serialise
+    appends (one batch in flight), so the order of the log is the order of the calls. A batch that gets no
+    answer within `timeout` seconds, or a broken connection, raises `redis.ConnectionError` /
+    `redis.TimeoutError` (the socket is closed; the next call reconnects).
+    """
+
+    def __init__(self, state: RedisState, timeout: float = 5.0) -> None:
+        self.state = state
+        self.timeout = timeout
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.sock: socket.socket | None = None
+        self.reader = hiredis.Reader()
+        self.waiting: deque[tuple[asyncio.Future[list[Any]], list[Any], int]] = deque()
+
+    async def append(self, token: str | None, records: Sequence[Record], ttl_s: int) -> list[AppendResult]:
+        """Log `records` as `RedisState.append` does, awaiting the round trip instead of blocking on it."""
+        replies = await self._call(self.state.append_commands(token, records, ttl_s))
+        if any(isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT") for reply in replies):
+            self.state.reload_append_script()  # every command failed the same way: none ran
+            replies = await self._call(self.state.append_commands(token, records, ttl_s))
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise redis.ResponseError(str(reply))
+        return [AppendResult(int(reply)) for reply in replies]
+
+    async def last_seq(self) -> int:
+        """`RedisState.last_seq`, awaited."""
+        [reply] = await self._call([("GET", self.state.key("seq"))])
+        return int(reply or 0)
+
+    async def _call(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        if self.sock is None or self.loop is not loop:
+            self._open(loop)
+        assert self.sock is not None
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self.waiting.append((future, [], len(commands)))
+        data = b"".join(hiredis.pack_command(command) for command in commands)
+        sock = self.sock
+        try:
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:  # the socket's buffer is full: the loop sends it when it can
+                sent = 0
+            if sent < len(data):
+                await loop.sock_sendall(sock, data[sent:])
+        except OSError as exc:
+            self.close(redis.ConnectionError(f"writing to Redis failed: {exc}"))
+        timer = loop.call_later(self.timeout, self._timed_out, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+    def _open(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.close(redis.ConnectionError("the event loop changed"))
+        options = self.state.client.connection_pool.connection_kwargs
+        try:
+            if options.get("path"):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self.timeout)
+                sock.connect(options["path"])
+            else:
+                sock = socket.create_connection((options.get("host", "localhost"), options.get("port", 6379)),
+                                                self.timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _handshake(sock, options)
+        except OSError as exc:
+            raise redis.ConnectionError(f"connecting to Redis failed: {exc}") from exc
+        sock.setblocking(False)
+        self.sock, self.loop, self.reader = sock, loop, hiredis.Reader()
+        loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.close(redis.ConnectionError(f"reading from Redis failed: {exc}"))
+            return
+        if not data:
+            self.close(redis.ConnectionError("Redis closed the connection"))
+            return
+        self.reader.feed(data)
+        while self.waiting and (reply := self.reader.gets()) is not False:
+            future, replies, count = self.waiting[0]
+            replies.append(reply)
+            if len(replies) == count:
+                self.waiting.popleft()
+                if not future.done():
+                    future.set_result(replies)
+
+    def _timed_out(self, future: asyncio.Future[list[Any]]) -> None:
+        if not future.done():
+            self.close(redis.TimeoutError(f"no answer from Redis within {self.timeout} s"))
+
+    def close(self, error: Exception | None = None) -> None:
+        """Close the socket; every batch still waiting fails with `error` (from another thread: on its loop)."""
+        loop = self.loop
+        if loop is not None and loop.is_running() and not _running(loop):
+            loop.call_soon_threadsafe(self.close, error)
+            return
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            if loop is not None:
+                with contextlib.suppress(RuntimeError, ValueError):  # that loop is closed already
+                    loop.remove_reader(sock.fileno())
+            sock.close()
+        while self.waiting:
+            future = self.waiting.popleft()[0]
+            if not future.done() and not future.get_loop().is_closed():
+                future.set_exception(error or redis.ConnectionError("closed"))
+
+
+def _running(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` is the event loop of the calling thread."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _handshake(sock: socket.socket, options: Mapping[str, Any]) -> None:
+    """AUTH and SELECT on a fresh blocking socket, as the URL asks."""
+    commands: list[tuple[Any, ...]] = []
+    if options.get("password"):
+        commands.append(("AUTH", *filter(None, [options.get("username")]), options["password"]))
+    if options.get("db"):
+        commands.append(("SELECT", options["db"]))
+    if not commands:
+        return
+    sock.sendall(b"".join(hiredis.pack_command(command) for command in commands))
+    reader, replies = hiredis.Reader(), []
+    while len(replies) < len(commands):
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise OSError("Redis closed the connection during the handshake")
+        reader.feed(chunk)
+        while (reply := reader.gets()) is not False:
+            replies.append(reply)
+    if errors := [str(reply) for reply in replies if isinstance(reply, hiredis.ReplyError)]:
+        raise OSError(f"handshake refused: {'; '.join(errors)}")

@@ -182,8 +182,9 @@ def parse_records(records: Any, layout: TableLayout) -> Any:
     return flat.withColumn("reason", reason)
 
 
-def _writer(layout: TableLayout, uri: str, quarantine_uri: str) -> Any:
-    """The foreachBatch function: good rows to the table, the rest to quarantine, both idempotent per batch."""
+def _writer(layout: TableLayout, uri: str, quarantine_uri: str, compact_every: int) -> Any:
+    """The foreachBatch function: good rows to the table, the rest to quarantine, both idempotent per batch;
+    every `compact_every` batches the table is compacted (`OPTIMIZE`), which bounds its active files."""
     from pyspark.sql import functions as F
 
     names = [c.name for c in layout.columns]
@@ -217,6 +218,11 @@ def _writer(layout: TableLayout, uri: str, quarantine_uri: str) -> Any:
             LAST_BATCH.labels(key).set_to_current_time()
         finally:
             batch.unpersist()
+        if (batch_id + 1) % compact_every == 0:  # after the batch: a failed compaction loses no row
+            try:
+                batch.sparkSession.sql(f"OPTIMIZE delta.`{uri}`")
+            except Exception as exc:  # noqa: BLE001 - an optimisation: the next one tries again
+                log.warning("compaction of %s failed: %s", uri, exc)
 
     return write
 
@@ -280,7 +286,7 @@ def start_query(
     writer = (
         parse_records(records, layout).writeStream.queryName(f"ingest-{use_case}")
         .option("checkpointLocation", spark_uri(settings.spark_checkpoint(use_case)))
-        .foreachBatch(_writer(layout, spark_uri(uri), spark_uri(quarantine)))
+        .foreachBatch(_writer(layout, spark_uri(uri), spark_uri(quarantine), settings.sink_compact_every))
     )
     writer = writer.trigger(availableNow=True) if trigger is None else writer.trigger(processingTime=trigger)
     return writer.start()

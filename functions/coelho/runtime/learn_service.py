@@ -31,6 +31,10 @@ __all__ = ["LearnService", "LearnTargets"]
 
 log = logging.getLogger("coelho.functions")
 
+#: While events come, a timer every LAG_PROBE_S measures the event loop's lag; it stops LAG_PROBE_IDLE_S after the last.
+LAG_PROBE_S = 0.01
+LAG_PROBE_IDLE_S = 1.0
+
 
 class LearnService:
     """Validates one use case's CloudEvents and hands them to its learner."""
@@ -46,6 +50,8 @@ class LearnService:
         self.seconds = telemetry.LEARN_SECONDS.labels(name)
         self.version = telemetry.MODEL_VERSION.labels(name)
         self._learner: Learner | None = None
+        self.event_at = 0.0
+        self.lag_probe = False
         self.status_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-status")
         telemetry.watch(self)
         LIFECYCLE.on_stop(name, self.stop)
@@ -69,10 +75,10 @@ class LearnService:
         """Log one CloudEvent (or recognise a duplicate); `Rejected` 422 when invalid, an error when Redis is down.
 
         `body` is the request body when it is the event's JSON data itself (binary mode): the WAL keeps it as is.
-        The learner is called on the event loop while that costs one Redis round trip (a fraction of the
-        thread hand-off's CPU); from a thread while it may take the lease and recover the model.
+        The event loop only validates and waits: the learner's appender thread logs the event (group commit)
+        and its lease thread learns it.
         """
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         uc = self.use_case
         data, problems = event_payload(event, uc if event["type"] == uc.event_type else None,
                                        f"must be {uc.event_type!r} for {self.name}")
@@ -81,12 +87,11 @@ class LearnService:
             log.warning("ce-id=%s ce-type=%s rejected: %s", event["id"], event["type"],
                         "; ".join(f"{p.field} {p.message}" for p in problems))
             raise Rejected(422, "invalid event", problems)
-        learner, source, event_id = self.learner(), event["source"], event["id"]
+        learner = self.learner()
+        learner.parts.add("validate", time.thread_time() - cpu_started)
+        self._watch_loop(learner)
         try:
-            if learner.quick:
-                result = learner.handle(source, event_id, data, body)
-            else:
-                result = await asyncio.to_thread(learner.handle, source, event_id, data, body)
+            result = await learner.accept(event["source"], event["id"], data, body)
         except Unavailable as exc:
             self.counters["unavailable"].inc()
             raise Rejected(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
@@ -94,6 +99,27 @@ class LearnService:
         self.seconds.observe(time.perf_counter() - started)
         if result.accepted:
             self.version.set(result.seq)
+
+    def _watch_loop(self, learner: Learner) -> None:
+        """Measure the event loop's lag (how late a timer fires: the time it was blocked) while events come."""
+        self.event_at = time.monotonic()
+        if self.lag_probe:
+            return
+        loop = asyncio.get_running_loop()
+        self.lag_probe = True
+
+        def schedule() -> None:
+            due = loop.time() + LAG_PROBE_S
+            loop.call_at(due, probe, due)
+
+        def probe(due: float) -> None:
+            learner.parts.add("loop_lag", max(0.0, loop.time() - due))
+            if time.monotonic() - self.event_at < LAG_PROBE_IDLE_S:
+                schedule()
+            else:
+                self.lag_probe = False
+
+        schedule()
 
     async def status(self) -> dict[str, Any]:
         """The learner's status (a follower relays the leader's).

@@ -11,10 +11,15 @@ both accept, while exactly one model learns. A crash after the append loses noth
 replays the log), a redelivery is a no-op (the dedup marker exists), and checkpoints every N
 events or T seconds bound the replay. While Redis is unreachable nothing can be accepted: `handle`
 raises `Unavailable` (the sender retries), `status()` says so, and the learner goes on once it is back.
+
+An event loop never waits on Redis: `accept` awaits the append (what is submitted while one is in flight
+goes in the next round trip: group commit), and the lease thread learns what was logged, in sequence order,
+and writes the checkpoints and the status. `handle` is the same for a caller that may block (a thread).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -23,13 +28,15 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
-from coelho.adapters.redis_state import AppendResult, Record, RedisState, WalEntry
+from coelho.adapters.redis_state import AppendResult, AsyncAppender, Record, RedisState, WalEntry
 from coelho.config import Settings
 from coelho.core.online import OnlineModel
 from coelho.core.signing import dumps_signed
@@ -48,18 +55,52 @@ STATUS_INTERVAL_S = 1.0
 STATUS_WAIT_S = 0.5
 #: When no event arrives, queued events are learned within this many seconds.
 IDLE_DRAIN_S = 0.1
+#: While events flow, the lease thread learns them at most every LEARN_TICK_S (a thread wake-up costs
+#: more CPU than learning one event; they are acknowledged already, and predictors refresh every 200 ms).
+LEARN_TICK_S = 0.005
 #: How long `close` waits for queued drift CloudEvents.
 DRIFT_EVENTS_CLOSE_S = 2.0
 
 
 @dataclass
 class _Ticket:
-    """One event waiting to be logged, and then its outcome."""
+    """One event waiting to be logged, and then its outcome (`done` resolves for an event loop's caller)."""
 
     record: Record
     payload: dict[str, Any]
     result: AppendResult | None = None
     error: Exception | None = None
+    done: asyncio.Future[None] | None = None
+
+
+@dataclass
+class Parts:
+    """CPU seconds (of the thread doing it) and counts per part of the event path, in this process.
+
+    `status()` reports them as `timings`, so a benchmark can tell where an event's time goes.
+
+    >>> parts = Parts()
+    >>> parts.add("learn", 0.002, 4)
+    >>> parts.add("learn", 0.001)
+    >>> parts.report()
+    {'learn': {'seconds': 0.003, 'count': 5, 'max_seconds': 0.002}}
+    """
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    peaks: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, part: str, seconds: float, count: int = 1) -> None:
+        """Count `count` occurrences of `part` that took `seconds` in all."""
+        self.seconds[part] += seconds
+        self.counts[part] += count
+        if seconds > self.peaks[part]:
+            self.peaks[part] = seconds
+
+    def report(self) -> dict[str, dict[str, float]]:
+        """Per part: seconds, count and the longest single addition, rounded to microseconds."""
+        return {part: {"seconds": round(self.seconds[part], 6), "count": self.counts[part],
+                       "max_seconds": round(self.peaks[part], 6)} for part in sorted(self.seconds)}
 
 
 class NotLeader(RuntimeError):
@@ -111,6 +152,12 @@ class Learner:
         self.redis_error: str | None = None  # why the last Redis call failed, while it is unreachable
         self.history = History(use_case, settings, self.holder) if settings.mlflow else None
         self.drift_events = DriftNotifier(use_case.key, state, settings.drift_sink) if settings.drift_sink else None
+        self.parts = Parts()
+        self.wal = AsyncAppender(state)  # the event loop's appends
+        self.loop_queue: list[_Ticket] = []  # events an event loop submitted while its append is in flight
+        self.flushing = False  # an append of the event loop's is in flight
+        self.flusher: asyncio.Task[None] | None = None
+        self.learn_wanted = threading.Event()  # set when events were queued for learning by the lease thread
 
     @property
     def ttl_ms(self) -> int:
@@ -118,9 +165,9 @@ class Learner:
 
     @property
     def quick(self) -> bool:
-        """Whether `handle` now costs one Redis round trip: no lease to take, no model to recover.
+        """Whether logging an event now costs one Redis round trip: no lease to take, no model to recover.
 
-        An event loop calls `handle` inline when this holds and from a thread otherwise.
+        `accept` appends on the event loop when this holds, and from a thread otherwise.
         """
         if self.recovering:
             return False
@@ -136,21 +183,98 @@ class Learner:
         Concurrent calls are group-committed: whoever gets the append lock logs every event queued
         so far in one Redis round trip, and the others find their result ready.
         """
-        if body is None:
-            body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
-        ticket = _Ticket(Record(source, event_id, body), payload)
+        ticket = self._ticket(source, event_id, payload, body)
         with self.queue_lock:
             self.queued.append(ticket)
         with self.lock:
             if ticket.result is None and ticket.error is None:
                 with self.queue_lock:
                     batch, self.queued = self.queued, []
-                try:
-                    self._commit(batch)
-                    self._redis_ok()
-                except Exception as exc:  # every event of the batch fails alike; each caller raises below
-                    for other in batch:
-                        other.error = exc
+                self._commit_all(batch, while_waiting=self.drain)
+        return self._outcome(ticket)
+
+    async def accept(self, source: str, event_id: str, payload: dict[str, Any],
+                     body: bytes | None = None) -> AppendResult:
+        """`handle` for an event loop, which never blocks on Redis here: the append is awaited, learning is
+        the lease thread's.
+
+        One append is in flight at a time: the events submitted meanwhile go together in the next one (group
+        commit). While the learner may have to take the lease or recover the model (not `quick`), the batch
+        goes to a thread instead.
+        """
+        ticket = self._ticket(source, event_id, payload, body)
+        ticket.done = asyncio.get_running_loop().create_future()
+        self.loop_queue.append(ticket)
+        if self.flushing:
+            await ticket.done
+        else:
+            await self._flush()
+        return self._outcome(ticket)
+
+    async def _flush(self) -> None:
+        """Log what the event loop queued in one round trip; what arrives meanwhile goes in a next flush."""
+        self.flushing = True
+        batch, self.loop_queue = self.loop_queue, []
+        try:
+            await self._commit_on_loop(batch)
+        finally:
+            for ticket in batch:
+                if ticket.result is None and ticket.error is None:
+                    ticket.error = RuntimeError("the append was cancelled")  # its sender retries
+                if ticket.done is not None and not ticket.done.done():
+                    ticket.done.set_result(None)
+            if self.loop_queue:
+                self.flusher = asyncio.get_running_loop().create_task(self._flush())
+            else:
+                self.flushing = False
+
+    async def _commit_on_loop(self, batch: list[_Ticket]) -> None:
+        """`_commit` without blocking the loop, when it costs one round trip; else `_commit` in a thread."""
+        if not (self.quick and self.lock.acquire(blocking=False)):
+            await asyncio.to_thread(self._commit_in_thread, batch)
+            return
+        try:
+            records, ttl = [t.record for t in batch], self.settings.dedup_ttl_seconds
+            self.accepted_at = time.monotonic()
+            token = self.token if not self.lost.is_set() else None
+            results = await self.wal.append(token, records, ttl)
+            if token is not None and results[0].fenced:
+                self._step_down("fenced out by a newer lease holder")
+                results = await self.wal.append(None, records, ttl)
+            elif token is not None:
+                last = await self.wal.last_seq() if any(r.duplicate for r in results) else None
+                self._enqueue(batch, results, last)
+                self.learn_wanted.set()
+            for ticket, result in zip(batch, results, strict=True):
+                ticket.result = result
+            self._redis_ok()
+        except Exception as exc:  # every event of the batch fails alike; each caller raises in _outcome
+            for ticket in batch:
+                ticket.error = exc
+        finally:
+            self.lock.release()
+
+    def _commit_in_thread(self, batch: list[_Ticket]) -> None:
+        with self.lock:
+            self._commit_all(batch, while_waiting=None)
+        self.learn_wanted.set()
+
+    def _ticket(self, source: str, event_id: str, payload: dict[str, Any], body: bytes | None) -> _Ticket:
+        if body is None:
+            body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        return _Ticket(Record(source, event_id, body), payload)
+
+    def _commit_all(self, batch: list[_Ticket], while_waiting: Callable[[], object] | None) -> None:
+        """Log `batch` (under `lock`); a failure is every ticket's error."""
+        try:
+            self._commit(batch, while_waiting)
+            self._redis_ok()
+        except Exception as exc:  # every event of the batch fails alike; each caller raises in _outcome
+            for other in batch:
+                other.error = exc
+
+    def _outcome(self, ticket: _Ticket) -> AppendResult:
+        """The logged ticket's result, or the error its caller raises (`Unavailable` when Redis is away)."""
         if isinstance(ticket.error, redis.RedisError):
             self._redis_failed(ticket.error)
             unreachable = isinstance(ticket.error, redis.ConnectionError | redis.TimeoutError)
@@ -171,7 +295,7 @@ class Learner:
             log.info("%s learner: Redis answers again", self.use_case.key)
             self.redis_error = None
 
-    def _commit(self, batch: list[_Ticket]) -> None:
+    def _commit(self, batch: list[_Ticket], while_waiting: Callable[[], object] | None) -> None:
         """Log `batch` (under `lock`): fenced as the leader, which queues the events for learning."""
         records, ttl = [t.record for t in batch], self.settings.dedup_ttl_seconds
         self.accepted_at = time.monotonic()
@@ -179,17 +303,18 @@ class Learner:
             results = self.state.append(None, records, ttl)  # a follower: the leader learns them from the log
         else:
             assert self.token is not None
-            # Learning the events accepted so far overlaps the round trip of these appends.
-            results = self.state.append(self.token, records, ttl, while_waiting=self.drain)
+            # Learning the events accepted so far (`drain`) may overlap the round trip of these appends.
+            results = self.state.append(self.token, records, ttl, while_waiting=while_waiting)
             if results[0].fenced:
                 self._step_down("fenced out by a newer lease holder")
                 results = self.state.append(None, records, ttl)
             else:
-                self._enqueue(batch, results)
+                self._enqueue(batch, results, self.state.last_seq() if any(r.duplicate for r in results) else None)
         for ticket, result in zip(batch, results, strict=True):
             ticket.result = result
 
-    def _enqueue(self, batch: list[_Ticket], results: list[AppendResult]) -> None:
+    def _enqueue(self, batch: list[_Ticket], results: list[AppendResult], last: int | None) -> None:
+        """Queue the accepted events for learning; `last` is the log's last seq when some were duplicates."""
         if any(r.accepted and r.seq <= self.accepted_seq for r in results):
             # Redis went back (a machine crash lost its last acknowledged writes): the model is ahead of the
             # log it learned from. Give the lease back; the next event takes it again and recovers from Redis.
@@ -204,7 +329,7 @@ class Learner:
                 contiguous = result.seq == self.accepted_seq + 1  # else a follower logged some: read the WAL
                 self.accepted_seq = result.seq
                 self.inbox.put((self.generation, result.seq, ticket.payload if contiguous else None))
-        if any(r.duplicate for r in results) and (last := self.state.last_seq()) > self.accepted_seq:
+        if last is not None and last > self.accepted_seq:
             # A redelivery of an event whose first append succeeded but whose reply was lost:
             # it is in the WAL, so learn it (and anything else) from there.
             self.accepted_seq = last
@@ -213,8 +338,9 @@ class Learner:
     def drain(self) -> int:
         """Learn every accepted event not learned yet, in sequence order; returns how many.
 
-        It runs while the next append is in flight, from the background loop when idle, and
-        before status, checkpoints and shutdown.
+        The lease thread runs it as soon as an event loop's append logged events, and every `IDLE_DRAIN_S`;
+        `handle` runs it while the next append is in flight; and it runs before status, checkpoints and
+        shutdown.
         """
         applied = 0
         with self.model_lock:
@@ -226,8 +352,11 @@ class Learner:
                 if generation != self.generation or self.replica.model is None or seq <= self.replica.seq:
                     continue  # from an earlier leadership, or already replayed from the WAL
                 try:
-                    applied += self.replica.catch_up() if payload is None else self.replica.apply(
+                    started = time.thread_time()
+                    learned = self.replica.catch_up() if payload is None else self.replica.apply(
                         [WalEntry(seq, payload)])
+                    self.parts.add("learn", time.thread_time() - started, learned)
+                    applied += learned
                     self._after_apply()
                 except (NotLeader, redis.RedisError, LookupError) as exc:
                     log.warning("%s learner: %s; the next event triggers recovery", self.use_case.key, exc)
@@ -243,11 +372,13 @@ class Learner:
         if now - self.status_at >= STATUS_INTERVAL_S:
             self.publish_status()
         if (model := self.replica.model) is not None:
+            started = time.thread_time()
             telemetry.observe_learned(self.use_case.key, model.last_event_time)
             if self.history is not None:
                 self.history.observe(model)
             if self.drift_events is not None:
                 self.drift_events.observe(model)
+            self.parts.add("observe", time.thread_time() - started)
 
     # leadership ----------------------------------------------------------------------------
     def _lead(self) -> bool:
@@ -323,9 +454,22 @@ class Learner:
         self.renewer.start()
 
     def _renew_loop(self) -> None:
+        """The lease thread: learns what the event loop logged at once; every `IDLE_DRAIN_S` the idle work
+        (taking a free lease, learning what followers logged, the status), and renews the lease."""
         period = self.settings.lease_seconds / 3
         renew_at = time.monotonic() + period
-        while not self.stopping.wait(IDLE_DRAIN_S):
+        idle_at = time.monotonic() + IDLE_DRAIN_S
+        while not self.stopping.is_set():
+            if self.learn_wanted.wait(max(0.0, idle_at - time.monotonic())):
+                self.learn_wanted.clear()
+                if self.token is not None and not self.stopping.is_set():
+                    self.drain()
+                    self.stopping.wait(LEARN_TICK_S)  # learn in batches: at most one wake-up per tick
+                if time.monotonic() < idle_at:
+                    continue
+            idle_at = time.monotonic() + IDLE_DRAIN_S
+            if self.stopping.is_set():
+                break
             if self.token is None:
                 self._idle_lead()
                 continue
@@ -359,9 +503,7 @@ class Learner:
         if not self.lock.acquire(blocking=False):
             return  # an append is running (and drains while it waits)
         try:
-            if (last := self.state.last_seq()) > self.accepted_seq:
-                self.accepted_seq = last  # logged by followers: learn it from the WAL
-                self.inbox.put((self.generation, last, None))
+            self._queue_logged()
             self.drain()
             quiet = time.monotonic() - self.accepted_at >= IDLE_DRAIN_S  # while events flow, _after_apply publishes
             if quiet and self.replica.seq != self.published_seq:
@@ -370,6 +512,13 @@ class Learner:
             self._redis_failed(exc)
         finally:
             self.lock.release()
+
+    def _queue_logged(self) -> None:
+        """Queue for learning what other processes (followers) logged after this learner's last append (under
+        `lock`): `drain` reads it from the WAL."""
+        if (last := self.state.last_seq()) > self.accepted_seq:
+            self.accepted_seq = last
+            self.inbox.put((self.generation, last, None))
 
     def _idle_checkpoint(self) -> None:
         if not self.model_lock.acquire(blocking=False):
@@ -392,7 +541,7 @@ class Learner:
             token, model = self.token, self.replica.model
             if token is None or model is None:
                 raise NotLeader("not the writer: nothing to checkpoint")
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             blob = dumps_signed(model, self.signing_key)
             serialize_ms = (time.perf_counter() - started) * 1000
             seq = self.replica.seq
@@ -409,6 +558,7 @@ class Learner:
             self.checkpoint_seq, self.checkpoint_at = seq, time.monotonic()
             self.last_checkpoint = {**meta, "seq": seq, "bytes": len(blob)}
             telemetry.CHECKPOINT_SECONDS.labels(self.use_case.key).observe(time.perf_counter() - started)
+            self.parts.add("checkpoint", time.thread_time() - cpu_started)
             if self.history is not None:
                 self.history.checkpointed(blob, model, seq)
             return self.last_checkpoint
@@ -418,9 +568,11 @@ class Learner:
         self.status_at = time.monotonic()
         token = self.token
         if token is not None:
+            started = time.thread_time()
             status = self.status()
             self.state.write_status(token, status)
             self.published_seq = status["model_version"]
+            self.parts.add("status", time.thread_time() - started)
 
     def status(self) -> dict[str, Any]:
         """What the learner knows (every accepted event included); a follower relays the leader's status.
@@ -448,6 +600,7 @@ class Learner:
                 "mlflow": self._history_status(),
                 "drift_events": self.drift_events.status() if self.drift_events else {"enabled": False},
                 "redis": self._redis_status(),
+                "timings": self.parts.report(),
                 "updated_at": datetime.now(UTC).isoformat(),
                 **(model.status() if model is not None else {"events_applied": 0, "metrics": {}}),
             }
@@ -487,10 +640,13 @@ class Learner:
         Returns what it did, in a few words, for the stop's log line.
         """
         self.stopping.set()
+        self.learn_wanted.set()
+        self.wal.close()
         done: list[str] = []
         with self.lock:
             if self.token is not None:
                 try:
+                    self._queue_logged()  # the final checkpoint holds what the other workers logged too
                     learned = self.drain()
                     with self.model_lock:
                         seq = self.replica.seq
