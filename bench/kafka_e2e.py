@@ -25,19 +25,18 @@ TFD transactions written by the producers' `KafkaSink` (idempotent, acks=all, li
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from cloudevents.http import CloudEvent
 from confluent_kafka import TopicPartition
 from measure import Plan, percentile
+from probes import applied, breakdown, cpu_seconds, group_cpu_seconds, settled_status
 from servers import FunctionProcess, Processes
 from workload import stream
 
@@ -66,8 +65,11 @@ WORKERS = 2
 
 
 def needed(plan: Plan) -> int:
-    """Distinct events one run produces to the learner (hello gets the same ones again)."""
-    return WARMUP_EVENTS + sum(int(rate * plan.kafka_seconds) for rate in plan.kafka_rates) + plan.kafka_backlog
+    """Distinct events one run produces to the learner (hello gets the same ones again), the unordered lever's
+    included."""
+    paced_events = sum(int(rate * plan.kafka_seconds) for rate in plan.kafka_rates)
+    lever_events = int(max(plan.kafka_rates) * plan.kafka_seconds) + plan.kafka_backlog
+    return WARMUP_EVENTS + paced_events + plan.kafka_backlog + lever_events
 
 
 class Route:
@@ -77,10 +79,15 @@ class Route:
     2xx arrived (`delivered_at`), which gives the drain rate of a backlog.
     """
 
-    def __init__(self, broker: KafkaBroker, folder: Path, server: FunctionProcess) -> None:
+    def __init__(self, broker: KafkaBroker, folder: Path, server: FunctionProcess, ordering: str | None = None) -> None:
         self.name = server.name
         self.server = server
         folder, self.topic, dead_letter_topic = isolated_copy(MANIFESTS, folder, KEY, tag="bench")
+        if ordering is not None:  # a lever weighed against the manifest's own delivery order
+            manifest = folder / f"kafkasource-{KEY}.yaml"
+            source = yaml.safe_load(manifest.read_text())
+            source["spec"]["ordering"] = ordering
+            manifest.write_text(yaml.safe_dump(source))
         broker.ensure_topics([self.topic, dead_letter_topic], partitions=PARTITIONS)
         url = f"http://127.0.0.1:{server.port}/"
         dispatch = Dispatch.from_folder(folder, {f"{KEY}-learn": url}, broker.bootstrap_servers)
@@ -160,32 +167,6 @@ class Route:
                                f"{self.stats.dropped} dropped; see {self.server.log_path}")
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_s(stat: Path) -> float:
-    """User + system CPU seconds of the process or thread whose /proc stat file this is (0 if gone)."""
-    try:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def _group_cpu_s(pgid: int) -> tuple[float, float]:
-    """CPU seconds of every live process in process group `pgid` (a function's gunicorn master and workers):
-    in all, and of their main threads alone (the event loops; the rest is the learner's threads)."""
-    total = main = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
-                total += _cpu_s(stat)
-                main += _cpu_s(stat.with_name("task") / stat.parent.name / "stat")
-        except (OSError, IndexError, ValueError):
-            continue
-    return total, main
-
-
 class CpuMeter:
     """CPU seconds per component of the Kafka path, read from /proc: where the time of a drain goes."""
 
@@ -199,19 +180,19 @@ class CpuMeter:
         route, task = self.route, Path("/proc/self/task")
         loop = route.thread.native_id
         senders = [worker.native_id for worker in route.dispatcher.workers.values() if worker.native_id]
-        process = _cpu_s(Path("/proc/self/stat"))
-        loop_s = _cpu_s(task / str(loop) / "stat") if loop else 0.0
-        senders_s = sum(_cpu_s(task / str(tid) / "stat") for tid in senders)
+        process = cpu_seconds(Path("/proc/self/stat"))
+        loop_s = cpu_seconds(task / str(loop) / "stat") if loop else 0.0
+        senders_s = sum(cpu_seconds(task / str(tid) / "stat") for tid in senders)
         server = route.server.process
-        function, function_loop = _group_cpu_s(server.pid) if server is not None else (0.0, 0.0)
+        function, function_loop = group_cpu_seconds(server.pid) if server is not None else (0.0, 0.0)
         return {
             "dispatcher_loop": loop_s,  # consumer poll, routing to partition queues, back-pressure, commits
             "dispatcher_senders": senders_s,  # one thread per partition: record → CloudEvent → HTTP POST → 2xx
             "bench_other": process - loop_s - senders_s,  # librdkafka threads, producer reports, this loop
             "function": function,  # all of it; function_loop: its event loops (HTTP, decoding, validation, appends)
             "function_loop": function_loop,
-            "kafka_broker": _cpu_s(Path(f"/proc/{self.broker_pid}/stat")) if self.broker_pid else 0.0,
-            "valkey": _cpu_s(Path(f"/proc/{self.valkey_pid}/stat")) if self.valkey_pid else 0.0,
+            "kafka_broker": cpu_seconds(Path(f"/proc/{self.broker_pid}/stat")) if self.broker_pid else 0.0,
+            "valkey": cpu_seconds(Path(f"/proc/{self.valkey_pid}/stat")) if self.valkey_pid else 0.0,
         }
 
 
@@ -283,62 +264,23 @@ def backlog(route: Route, events: Sequence[CloudEvent], meter: CpuMeter) -> dict
     }
 
 
-def settled_status(server: FunctionProcess, settle_s: float = 0.5, timeout_s: float = 30.0) -> dict[str, Any]:
-    """The learner's `GET /status` once its `events_applied` stops changing for `settle_s`.
+def unordered_lever(broker: KafkaBroker, work: Path, learn: FunctionProcess, events: Sequence[CloudEvent],
+                    rate: int, paced_count: int, processes: Processes) -> dict[str, Any]:
+    """The learner behind the same KafkaSource with `ordering: unordered` (up to 50 events in flight, still
+    committed in order): `paced_count` events at `rate` ev/s, then the rest as a backlog.
 
-    With several workers a request may reach a follower, which relays the leader's status as last
-    published (at most about 0.1 s old when idle), hence the settling.
+    A lever, not the deployed setting: the learners' exactly-once rests on the WAL, not on Kafka's order.
     """
-    deadline = time.monotonic() + timeout_s
-    last = -1
-    while True:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        try:
-            conn.request("GET", "/status")
-            response = conn.getresponse()
-            body = response.read()
-        finally:
-            conn.close()
-        if response.status != 200:
-            raise RuntimeError(f"{server.name} /status answered {response.status}: {body[:300]!r}")
-        status = json.loads(body)
-        value = int(status["events_applied"])
-        if value == last or time.monotonic() > deadline:
-            return status
-        last = value
-        time.sleep(settle_s)
-
-
-def applied(server: FunctionProcess) -> int:
-    """The model's `events_applied`, settled."""
-    return int(settled_status(server)["events_applied"])
-
-
-#: The leader's parts (`/status` `timings`) per event learned: where its threads' CPU goes.
-PER_EVENT_PARTS = ("validate", "learn", "observe", "status", "checkpoint")
-
-
-def breakdown(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """What the leading worker's `timings` say about the events between two statuses.
-
-    `validate` is the event loop's decoding check per event it validated; the other parts are CPU ms per
-    event learned (checkpoint and status amortised over them); `loop_lag_*` is how late a 10 ms timer of the
-    leader's event loop fired, mean and worst over the phase: the time the loop was blocked.
-    """
-    first, last = before.get("timings", {}), after.get("timings", {})
-    learned = last.get("learn", {}).get("count", 0) - first.get("learn", {}).get("count", 0)
-
-    def delta(part: str, field: str) -> float:
-        return last.get(part, {}).get(field, 0) - first.get(part, {}).get(field, 0)
-
-    result: dict[str, Any] = {"events_learned": learned}
-    for part in PER_EVENT_PARTS:
-        per = delta(part, "count") if part == "validate" else learned
-        result[f"{part}_ms"] = delta(part, "seconds") * 1000 / per if per else None
-    probes = delta("loop_lag", "count")
-    result["loop_lag_mean_ms"] = delta("loop_lag", "seconds") * 1000 / probes if probes else None
-    result["loop_lag_max_ms"] = last.get("loop_lag", {}).get("max_seconds", 0) * 1000  # since the start
-    return result
+    figures: dict[str, Any] = {}
+    with contextlib.closing(Route(broker, work / "unordered-paced", learn, ordering="unordered")) as route:
+        route.start()
+        figures |= paced(route, events[:paced_count], rate)
+    with contextlib.closing(Route(broker, work / "unordered-backlog", learn, ordering="unordered")) as route:
+        drain = backlog(route, events[paced_count:], CpuMeter(route, broker, processes))
+    figures |= {"rate": rate, "max_events_per_s": drain["events_per_s"], "backlog": drain}
+    log.info("kafka_e2e %s unordered @ %d ev/s: p50 %.1f / p99 %.1f ms; backlog drained at %.0f ev/s", learn.name,
+             rate, figures["p50_ms"], figures["p99_ms"], drain["events_per_s"])
+    return figures
 
 
 def kafka_e2e(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
@@ -351,7 +293,7 @@ def kafka_e2e(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
         count = int(rate * plan.kafka_seconds)
         phases.append((rate, rest[:count]))
         rest = rest[count:]
-    backlog_events = rest[: plan.kafka_backlog]
+    backlog_events, lever_events = rest[: plan.kafka_backlog], rest[plan.kafka_backlog :]
 
     work = processes.work_dir / "kafka"
     broker = KafkaBroker(work / "broker")
@@ -397,7 +339,9 @@ def kafka_e2e(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
                          "POST %.2f ms; CPU ms/event %s", server.name, len(backlog_events), drain["produce_s"],
                          drain["drain_s"], drain["events_per_s"], drain["post_mean_ms"],
                          ", ".join(f"{name} {ms:.2f}" for name, ms in drain["cpu_ms_per_event"].items()))
-        produced = len(warmup) + sum(len(chunk) for _, chunk in phases) + len(backlog_events)
+        top = max(plan.kafka_rates)
+        lever = unordered_lever(broker, work, learn, lever_events, top, int(top * plan.kafka_seconds), processes)
+        produced = len(warmup) + sum(len(chunk) for _, chunk in phases) + len(backlog_events) + len(lever_events)
         applied_delta = applied(learn) - applied_before
         processes.stop(learn)
         processes.stop(hello)
@@ -419,6 +363,8 @@ def kafka_e2e(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
         "max_ratio": mine["events_per_s"] / base["events_per_s"],
         "backlog": {**mine, **{f"hello_{name}": value for name, value in base.items()
                                if name not in ("count", "breakdown")}},
+        "unordered": lever | {"p99_ratio": lever["p99_ms"] / result["rates"][-1]["hello_p99_ms"],
+                              "max_ratio": lever["max_events_per_s"] / base["events_per_s"]},
         "produced": produced,
         "applied": applied_delta,
         "warmup_events": len(warmup),

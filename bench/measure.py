@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from probes import append_round_trip, breakdown, group_cpu_seconds, settled_status
 from servers import SIGNING_KEY, FunctionProcess, Processes
 from workload import Request, cloudevent_request, predict_request, without_label
 
@@ -168,6 +169,11 @@ def _learn_seconds(model: OnlineModel, events: Sequence[dict[str, Any]]) -> floa
     return time.perf_counter() - began
 
 
+def _server_cpu_s(server: FunctionProcess) -> float:
+    assert server.process is not None
+    return group_cpu_seconds(server.process.pid)[0]
+
+
 def learn_throughput(
     key: str, events: Sequence[dict[str, Any]], learn: FunctionProcess, hello: FunctionProcess, plan: Plan
 ) -> dict[str, Any]:
@@ -183,19 +189,34 @@ def learn_throughput(
     post(hello.port, requests[:warm])
     _learn_seconds(raw, events[:warm])
     rates: dict[str, list[float]] = {"learn": [], "hello": [], "raw": []}
+    cpu = {"learn": 0.0, "hello": 0.0}
+    status_before = settled_status(learn)
+    posted = 0
     start = warm
     for round_no in range(plan.rounds):
         chunk = slice(start, start + CONN_WARMUP + plan.learn_events)
         start = chunk.stop
         order = (learn, hello) if round_no % 2 == 0 else (hello, learn)
         for server in order:
+            name = "hello" if server is hello else "learn"
+            cpu[name] -= _server_cpu_s(server)
             seconds, _ = post(server.port, requests[chunk], timed_from=CONN_WARMUP)
-            rates["hello" if server is hello else "learn"].append(plan.learn_events / seconds)
+            cpu[name] += _server_cpu_s(server)
+            rates[name].append(plan.learn_events / seconds)
+        posted += chunk.stop - chunk.start
         _learn_seconds(raw, events[chunk.start : chunk.start + CONN_WARMUP])
         rates["raw"].append(plan.learn_events / _learn_seconds(raw, events[chunk.start + CONN_WARMUP : chunk.stop]))
         log.info("%s learn round %d/%d: %s", key, round_no + 1, plan.rounds,
                  ", ".join(f"{name} {values[-1]:,.0f} ev/s" for name, values in rates.items()))
     learn_rate, hello_rate, raw_rate = (max(rates[name]) for name in ("learn", "hello", "raw"))
+    parts = breakdown(status_before, settled_status(learn))
+    trips = append_round_trip(learn.env["REDIS_URL"], learn.env["COELHO_KEY_PREFIX"], key, requests[0].body)
+    cpu_ms = {name: cpu[name] * 1000 / posted for name in cpu}
+    gap_ms = 1000 / learn_rate - 1000 / raw_rate - 1000 / hello_rate
+    log.info("%s learn: %.3f ms/event over the ideal; function CPU %.3f ms/event (hello %.3f), the loop's append "
+             "wait %.3f ms, validate %.3f ms, learn %.3f ms (lease thread); from this process: append %.3f ms, "
+             "bare XADD %.3f ms", key, gap_ms, cpu_ms["learn"], cpu_ms["hello"], parts["append_wait_ms"] or 0,
+             parts["validate_ms"] or 0, parts["learn_ms"] or 0, trips["append_ms"], trips["xadd_ms"])
     return {
         "events_per_s": learn_rate,
         "raw_events_per_s": raw_rate,
@@ -203,6 +224,11 @@ def learn_throughput(
         "efficiency": efficiency(learn_rate, raw_rate, hello_rate),
         "timed_events": plan.rounds * plan.learn_events,
         "rounds": rates,
+        # where the gap to the ideal goes: per event, over all timed rounds (CPU of each server's process group)
+        "gap_ms": gap_ms,
+        "cpu_ms_per_event": cpu_ms,
+        "breakdown": parts,
+        "round_trip": trips,
     }
 
 

@@ -273,10 +273,10 @@ class AsyncAppender:
 
     async def append(self, token: str | None, records: Sequence[Record], ttl_s: int) -> list[AppendResult]:
         """Log `records` as `RedisState.append` does, awaiting the round trip instead of blocking on it."""
-        replies = await self._call(self.state.append_commands(token, records, ttl_s))
+        replies = await self.call(self.state.append_commands(token, records, ttl_s))
         if any(isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT") for reply in replies):
             self.state.reload_append_script()  # every command failed the same way: none ran
-            replies = await self._call(self.state.append_commands(token, records, ttl_s))
+            replies = await self.call(self.state.append_commands(token, records, ttl_s))
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 raise redis.ResponseError(str(reply))
@@ -284,10 +284,11 @@ class AsyncAppender:
 
     async def last_seq(self) -> int:
         """`RedisState.last_seq`, awaited."""
-        [reply] = await self._call([("GET", self.state.key("seq"))])
+        [reply] = await self.call([("GET", self.state.key("seq"))])
         return int(reply or 0)
 
-    async def _call(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async def call(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send `commands` in one write and await all their replies (errors are returned, not raised)."""
         loop = asyncio.get_running_loop()
         if self.sock is None or self.loop is not loop:
             self._open(loop)

@@ -77,6 +77,9 @@ class _Ticket:
 class Parts:
     """CPU seconds (of the thread doing it) and counts per part of the event path, in this process.
 
+    Two parts are wall time: `loop_lag` (how late the event loop's probe timer fired) and `append_wait`
+    (an event loop's wait for its WAL append's round trip, counted per event of the batch).
+
     `status()` reports them as `timings`, so a benchmark can tell where an event's time goes.
 
     >>> parts = Parts()
@@ -237,7 +240,9 @@ class Learner:
             records, ttl = [t.record for t in batch], self.settings.dedup_ttl_seconds
             self.accepted_at = time.monotonic()
             token = self.token if not self.lost.is_set() else None
+            sent = time.perf_counter()
             results = await self.wal.append(token, records, ttl)
+            self.parts.add("append_wait", time.perf_counter() - sent, len(records))
             if token is not None and results[0].fenced:
                 self._step_down("fenced out by a newer lease holder")
                 results = await self.wal.append(None, records, ttl)

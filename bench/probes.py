@@ -1,0 +1,139 @@
+"""What a function's processes say about their costs: /proc CPU, the learner's `/status` timings, and the WAL
+append's round trip next to a bare Valkey `XADD` from the same client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from servers import FunctionProcess
+
+from coelho.adapters.redis_state import AsyncAppender, Record, RedisState
+
+__all__ = [
+    "PER_EVENT_PARTS", "append_round_trip", "applied", "breakdown", "cpu_seconds", "group_cpu_seconds",
+    "settled_status",
+]
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: The leader's parts (`/status` `timings`) per event learned: where its threads' CPU goes.
+PER_EVENT_PARTS = ("validate", "learn", "observe", "status", "checkpoint")
+#: Parts counted per event of their own (the event loops'), not per event learned.
+PER_OWN_COUNT = ("validate", "append_wait")
+
+
+def cpu_seconds(stat: Path) -> float:
+    """User + system CPU seconds of the process or thread whose /proc stat file this is (0 if gone)."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def group_cpu_seconds(pgid: int) -> tuple[float, float]:
+    """CPU seconds of every live process in process group `pgid` (a function's gunicorn master and workers):
+    in all, and of their main threads alone (the event loops; the rest is the learner's threads)."""
+    total = main = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                total += cpu_seconds(stat)
+                main += cpu_seconds(stat.with_name("task") / stat.parent.name / "stat")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total, main
+
+
+def settled_status(server: FunctionProcess, settle_s: float = 0.5, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The learner's `GET /status` once its `events_applied` stops changing for `settle_s`.
+
+    With several workers a request may reach a follower, which relays the leader's status as last
+    published (at most about 0.1 s old when idle), hence the settling.
+    """
+    deadline = time.monotonic() + timeout_s
+    last = -1
+    while True:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            conn.request("GET", "/status")
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"{server.name} /status answered {response.status}: {body[:300]!r}")
+        status = json.loads(body)
+        value = int(status["events_applied"])
+        if value == last or time.monotonic() > deadline:
+            return status
+        last = value
+        time.sleep(settle_s)
+
+
+def applied(server: FunctionProcess) -> int:
+    """The model's `events_applied`, settled."""
+    return int(settled_status(server)["events_applied"])
+
+
+def breakdown(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the leading worker's `timings` say about the events between two statuses.
+
+    `validate` is the event loop's decoding check per event it validated, `append_wait` the loop's wall time
+    waiting for the WAL append per event it logged; the other parts are CPU ms per event learned (checkpoint
+    and status amortised over them); `loop_lag_*` is how late a 10 ms timer of the leader's event loop
+    fired, mean and worst over the phase: the time the loop was blocked.
+    """
+    first, last = before.get("timings", {}), after.get("timings", {})
+    learned = last.get("learn", {}).get("count", 0) - first.get("learn", {}).get("count", 0)
+
+    def delta(part: str, field: str) -> float:
+        return last.get(part, {}).get(field, 0) - first.get(part, {}).get(field, 0)
+
+    result: dict[str, Any] = {"events_learned": learned}
+    for part in (*PER_EVENT_PARTS, "append_wait"):
+        per = delta(part, "count") if part in PER_OWN_COUNT else learned
+        result[f"{part}_ms"] = delta(part, "seconds") * 1000 / per if per else None
+    probes = delta("loop_lag", "count")
+    result["loop_lag_mean_ms"] = delta("loop_lag", "seconds") * 1000 / probes if probes else None
+    result["loop_lag_max_ms"] = last.get("loop_lag", {}).get("max_seconds", 0) * 1000  # since the start
+    return result
+
+
+def append_round_trip(redis_url: str, key_prefix: str, use_case: str, body: bytes, calls: int = 2_000,
+                      rounds: int = 3) -> dict[str, float]:
+    """Sequential round trips from one `AsyncAppender` (the learn function's client) to the same Valkey, in ms:
+    the WAL append of one event's `body` (the fenced, deduplicating script) and a bare `XADD` of the same body.
+
+    Rounds alternate the two; each figure is its best round.
+    """
+    state = RedisState.from_url(redis_url, f"{key_prefix}-rtt", use_case)
+    stream = state.key("bare")
+
+    async def measure() -> dict[str, float]:
+        appender = AsyncAppender(state)
+        best = {"append_ms": float("inf"), "xadd_ms": float("inf")}
+        try:
+            for round_no in range(rounds):
+                for name in ("append_ms", "xadd_ms"):
+                    began = time.perf_counter()
+                    for call in range(calls):
+                        if name == "append_ms":
+                            await appender.append(None, [Record("bench", f"{round_no}-{call}", body)], 60)
+                        else:
+                            await appender.call([("XADD", stream, "MAXLEN", "~", "10000", "*", "e", body)])
+                    best[name] = min(best[name], (time.perf_counter() - began) * 1000 / calls)
+        finally:
+            appender.close()
+        return best
+
+    try:
+        return asyncio.run(measure())
+    finally:
+        state.client.delete(stream, state.key("wal"), state.key("seq"))
