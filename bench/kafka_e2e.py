@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -252,6 +253,7 @@ def backlog(route: Route, events: Sequence[CloudEvent], meter: CpuMeter) -> dict
     first, last = min(route.delivered_at), max(route.delivered_at)
     cpu_ms = {name: (after[name] - before[name]) * 1000 / len(events) for name in before}
     post_ms = sum(route.post_s) * 1000 / len(route.post_s)
+    total_ms = sum(ms for name, ms in cpu_ms.items() if name != "function_loop")  # the loops are in `function`
     return {
         "count": len(events),
         "produce_s": produce_s,
@@ -260,7 +262,9 @@ def backlog(route: Route, events: Sequence[CloudEvent], meter: CpuMeter) -> dict
         "partition_counts": per_partition,  # keyed by user: the largest partition drains last
         "post_mean_ms": post_ms,  # one in flight per partition: events_per_s <= partitions / post time
         "cpu_ms_per_event": cpu_ms,
-        "cores_busy": sum(cpu_ms.values()) / 1000 * (len(events) - 1) / (last - first),
+        "cores_busy": total_ms / 1000 * (len(events) - 1) / (last - first),
+        # the rate at which the path's measured CPU per event would fill every core of this machine
+        "cpu_ceiling_events_per_s": (os.cpu_count() or 1) * 1000 / total_ms,
     }
 
 

@@ -263,7 +263,9 @@ def breakdown_text(backlog: Mapping[str, Any]) -> str:
         text += f"; loop lag mean {parts['loop_lag_mean_ms']:.2f} ms, max {parts['loop_lag_max_ms']:.1f} ms"
     others = ", ".join(f"{name} {cpu[name]:.2f}" for name in ("dispatcher_senders", "dispatcher_loop", "valkey",
                                                               "kafka_broker") if name in cpu)
-    return f"{text}; {others}".lstrip("; ")
+    ceiling = backlog.get("cpu_ceiling_events_per_s")
+    limit = f"; all cores full at {ceiling:,.0f} ev/s" if ceiling else ""
+    return f"{text}; {others}{limit}".lstrip("; ")
 
 
 def sql_rows(result: Mapping[str, Any]) -> list[Row]:
