@@ -175,11 +175,13 @@ def _server_cpu_s(server: FunctionProcess) -> float:
 
 
 def learn_throughput(
-    key: str, events: Sequence[dict[str, Any]], learn: FunctionProcess, hello: FunctionProcess, plan: Plan
+    key: str, events: Sequence[dict[str, Any]], learn: FunctionProcess, hello: FunctionProcess, plan: Plan,
+    redis_urls: dict[str, str],
 ) -> dict[str, Any]:
     """Events/s through the learn function, the raw River loop and the no-op CloudEvent function.
 
-    Rounds alternate the three on fresh slices of the stream; each figure is its best round.
+    Rounds alternate the three on fresh slices of the stream; each figure is its best round. Then the WAL
+    append's round trip from the function's client over each of `redis_urls` (the function's own first).
     """
     requests = [cloudevent_request(key, event) for event in events[: plan.learn_needed]]
     raw = OnlineModel(USE_CASES[key])
@@ -210,7 +212,7 @@ def learn_throughput(
                  ", ".join(f"{name} {values[-1]:,.0f} ev/s" for name, values in rates.items()))
     learn_rate, hello_rate, raw_rate = (max(rates[name]) for name in ("learn", "hello", "raw"))
     parts = breakdown(status_before, settled_status(learn))
-    trips = append_round_trip(learn.env["REDIS_URL"], learn.env["COELHO_KEY_PREFIX"], key, requests[0].body)
+    trips = append_round_trip(redis_urls, learn.env["COELHO_KEY_PREFIX"], key, requests[0].body)
     cpu_ms = {name: cpu[name] * 1000 / posted for name in cpu}
     gap_ms = 1000 / learn_rate - 1000 / raw_rate - 1000 / hello_rate
     log.info("%s learn: %.3f ms/event over the ideal; function CPU %.3f ms/event (hello %.3f), the loop's append "

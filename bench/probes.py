@@ -106,34 +106,40 @@ def breakdown(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def append_round_trip(redis_url: str, key_prefix: str, use_case: str, body: bytes, calls: int = 2_000,
+def append_round_trip(urls: dict[str, str], key_prefix: str, use_case: str, body: bytes, calls: int = 2_000,
                       rounds: int = 3) -> dict[str, float]:
     """Sequential round trips from one `AsyncAppender` (the learn function's client) to the same Valkey, in ms:
-    the WAL append of one event's `body` (the fenced, deduplicating script) and a bare `XADD` of the same body.
+    the WAL append of one event's `body` (the fenced, deduplicating script) and a bare `XADD` of the same body,
+    over each transport of `urls` (name → Redis URL of the same server): `append_ms`, `xadd_ms` for the first,
+    `<name>_append_ms`, `<name>_xadd_ms` for the others.
 
-    Rounds alternate the two; each figure is its best round.
+    Rounds alternate the calls and transports; each figure is its best round.
     """
-    state = RedisState.from_url(redis_url, f"{key_prefix}-rtt", use_case)
-    stream = state.key("bare")
+    states = {name: RedisState.from_url(url, f"{key_prefix}-rtt", use_case) for name, url in urls.items()}
+    first = next(iter(urls))
+    stream = states[first].key("bare")
 
     async def measure() -> dict[str, float]:
-        appender = AsyncAppender(state)
-        best = {"append_ms": float("inf"), "xadd_ms": float("inf")}
+        appenders = {name: AsyncAppender(state) for name, state in states.items()}
+        best: dict[str, float] = {}
         try:
             for round_no in range(rounds):
-                for name in ("append_ms", "xadd_ms"):
-                    began = time.perf_counter()
-                    for call in range(calls):
-                        if name == "append_ms":
-                            await appender.append(None, [Record("bench", f"{round_no}-{call}", body)], 60)
-                        else:
-                            await appender.call([("XADD", stream, "MAXLEN", "~", "10000", "*", "e", body)])
-                    best[name] = min(best[name], (time.perf_counter() - began) * 1000 / calls)
+                for name, appender in appenders.items():
+                    for call_name in ("append_ms", "xadd_ms"):
+                        began = time.perf_counter()
+                        for call in range(calls):
+                            if call_name == "append_ms":
+                                await appender.append(None, [Record(name, f"{round_no}-{call}", body)], 60)
+                            else:
+                                await appender.call([("XADD", stream, "MAXLEN", "~", "10000", "*", "e", body)])
+                        key = call_name if name == first else f"{name}_{call_name}"
+                        best[key] = min(best.get(key, float("inf")), (time.perf_counter() - began) * 1000 / calls)
         finally:
-            appender.close()
+            for appender in appenders.values():
+                appender.close()
         return best
 
     try:
         return asyncio.run(measure())
     finally:
-        state.client.delete(stream, state.key("wal"), state.key("seq"))
+        states[first].client.delete(stream, states[first].key("wal"), states[first].key("seq"))

@@ -47,7 +47,8 @@ BASELINES: dict[str, str] = {
     "event; breakdown (the leader's /status timings over the timed rounds) splits it into the loop's wait for the "
     "WAL append (append_wait_ms, wall) and validation (validate_ms, CPU); round_trip times, from the benchmark "
     "process with the function's own client (AsyncAppender), one WAL append and a bare XADD of the same body "
-    "to the same Valkey; cpu_ms_per_event is each server's whole CPU per event posted.",
+    "to the same Valkey over TCP (as the functions reach it) and over its unix socket (unix_*: a lever for one "
+    "machine); cpu_ms_per_event is each server's whole CPU per event posted.",
     "predict.hello_p50_ms/hello_p99_ms": "the same JSON requests against the no-op hello-http function.",
     "cold_start.hello_seconds": "Popen to first 200 of a fresh hello-http process: interpreter, framework and "
     "gunicorn start-up with no model.",
@@ -182,7 +183,8 @@ def _gap(learn: Mapping[str, Any]) -> str:
     trip, parts = learn["round_trip"], learn["breakdown"]
     return (f"+{learn['gap_ms']:.3f} ms/event over the ideal: loop's append wait {parts['append_wait_ms'] or 0:.3f}, "
             f"validate {parts['validate_ms'] or 0:.3f} ms (append {trip['append_ms']:.3f}, "
-            f"bare XADD {trip['xadd_ms']:.3f} ms from the same client)")
+            f"bare XADD {trip['xadd_ms']:.3f} ms from the same client; over a unix socket "
+            f"{trip.get('unix_append_ms', float('nan')):.3f} / {trip.get('unix_xadd_ms', float('nan')):.3f} ms)")
 
 
 def rows(key: str, result: Mapping[str, Any]) -> list[Row]:

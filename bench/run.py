@@ -136,7 +136,8 @@ def bench_use_case(
     learned, rest = events[: plan.learn_needed], events[plan.learn_needed :]
 
     [learn] = processes.start(f"{key}-learn")
-    result: dict[str, Any] = {"learn": measure.learn_throughput(key, learned, learn, hello_event, plan)}
+    result: dict[str, Any] = {"learn": measure.learn_throughput(
+        key, learned, learn, hello_event, plan, {"tcp": processes.redis_url, "unix": processes.redis_unix_url})}
     processes.stop(learn)  # graceful: the learner writes its final checkpoint
 
     [predict] = processes.start(f"{key}-predict")

@@ -104,7 +104,8 @@ class Processes:
         self.log_dir = work_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.key_prefix = f"bench-{uuid.uuid4().hex[:12]}"
-        self.valkey = ValkeyServer(data_dir=work_dir / "valkey")
+        # TCP for the functions (as Redis is reached on a cluster); the socket file measures a lever
+        self.valkey = ValkeyServer(data_dir=work_dir / "valkey", unix_socket_path=work_dir / "valkey.sock")
         self.started: list[FunctionProcess] = []
 
     def __enter__(self) -> Processes:
@@ -126,7 +127,12 @@ class Processes:
 
     @property
     def redis_url(self) -> str:
-        return self.valkey.connection_url
+        return f"redis://{self.valkey.host}:{self.valkey.port}"
+
+    @property
+    def redis_unix_url(self) -> str:
+        """The same server over its unix socket."""
+        return f"unix://{self.work_dir / 'valkey.sock'}"
 
     def env(self, key_prefix: str | None = None) -> dict[str, str]:
         """Server environment: our Redis, a bench signing key, a per-run key prefix, a temp data dir."""
