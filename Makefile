@@ -55,8 +55,8 @@ test: lock-check system $(STAMP)  ## lock check and lint, then the whole test su
 	$(BIN)/ruff check functions eventing tests bench ui infra
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)  ## benchmarks: prints a table, writes bench/results.json (QUICK=1 for a short run)
-	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
+bench: $(STAMP)  ## benchmarks: prints a table, writes bench/results.json (QUICK=1 for a short run, RUNS=3 for a spread)
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick,) $(if $(RUNS),--runs $(RUNS),)
 
 soak: $(STAMP)  ## the three pipelines for MINUTES (30) through coelho up (KAFKA=1: via Kafka); bench/soak.json + PNGs
 	$(BIN)/python bench/soak.py --minutes $(MINUTES) $(if $(KAFKA),--kafka,)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["BASELINES", "METRICS_HELP", "Row", "batch_rows", "drift_rows", "image_rows", "ingest_rows", "kafka_rows",
-           "lifecycle_rows", "render", "rounded", "rows", "sql_rows", "ui_rows"]
+           "lifecycle_rows", "render", "render_spread", "rounded", "rows", "spread", "sql_rows", "ui_rows"]
 
 MIB = 1024 * 1024
 EFFICIENCY_MIN = 0.7
@@ -440,3 +442,51 @@ def render(table: Sequence[Row]) -> str:
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(text)
+
+
+def _number(measured: str) -> float | None:
+    """The leading number of a measured cell.
+
+    >>> _number("1,184 ev/s"), _number("50.0 ms"), _number("30,560/30,560"), _number("n/a")
+    (1184.0, 50.0, 30560.0, None)
+    """
+    match = re.match(r"-?[\d,]*\.?\d+", measured)
+    return float(match.group().replace(",", "")) if match else None
+
+
+def spread(tables: Sequence[Sequence[Row]]) -> list[dict[str, Any]]:
+    """Each figure's min / median / max over runs in a row, and in how many runs it met its target.
+
+    >>> one = [Row("tfd", "p99", "40.0 ms", "", "<= 50 ms", True)]
+    >>> two = [Row("tfd", "p99", "60.0 ms", "", "<= 50 ms", False)]
+    >>> [(f["min"], f["median"], f["max"], f["passed"]) for f in spread([one, two, one])]
+    [(40.0, 40.0, 60.0, '2/3')]
+    """
+    figures: dict[tuple[str, str], list[Row]] = {}
+    for table in tables:
+        for row in table:
+            figures.setdefault((row.use_case, row.figure), []).append(row)
+    result = []
+    for (use_case, figure), found in figures.items():
+        values = [value for row in found if (value := _number(row.measured)) is not None]
+        unit = found[0].measured.split(" ", 1)[1] if " " in found[0].measured else ""
+        targeted = [row.ok for row in found if row.ok is not None]
+        result.append({
+            "use_case": use_case, "figure": figure, "unit": unit, "target": found[0].target,
+            "values": values, "min": min(values, default=None), "median": statistics.median(values) if values else None,
+            "max": max(values, default=None),
+            "passed": f"{sum(targeted)}/{len(found)}" if targeted else "-",
+        })
+    return result
+
+
+def render_spread(figures: Sequence[Mapping[str, Any]]) -> str:
+    """The spread as a plain-text table."""
+    def cell(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:,.4g}"
+
+    return render([Row(f["use_case"], f["figure"], f"{cell(f['min'])} / {cell(f['median'])} / {cell(f['max'])} "
+                       f"{f['unit']}".rstrip(), "min / median / max", f["target"],
+                       None if f["passed"] == "-" else f["passed"].split("/")[0] == f["passed"].split("/")[1])
+                   for f in figures])
+

@@ -40,6 +40,7 @@ from lifecycle import lifecycle
 from report import (
     BASELINES,
     METRICS_HELP,
+    Row,
     batch_rows,
     drift_rows,
     image_rows,
@@ -47,8 +48,10 @@ from report import (
     kafka_rows,
     lifecycle_rows,
     render,
+    render_spread,
     rounded,
     rows,
+    spread,
     sql_rows,
     ui_rows,
 )
@@ -116,7 +119,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true",
-                        help="smaller samples: under 3 minutes on 2 cores (the full run takes about 6 minutes)")
+                        help="smaller samples: about 10 minutes on 2 cores for every section (the full run takes "
+                             "about 30)")
+    parser.add_argument("--runs", type=_positive, default=1, metavar="N",
+                        help="run everything N times in a row and add each figure's spread (min / median / max) "
+                             "over the runs; results.json then keeps every run (default: 1)")
     parser.add_argument("--only", action="append", choices=USE_CASE_KEYS, metavar="KEY",
                         help="benchmark only this use case (repeatable; default: tfd, eta and ecci)")
     for section in SECTIONS:
@@ -125,6 +132,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         group.add_argument(f"--{section.flag}-only", action="store_true",
                            help=f"run {section.name} (and any other --*-only section) without the use-case figures")
     return parser.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def bench_use_case(
@@ -200,6 +214,31 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: unwinds and stops every server
 
     plan = measure.QUICK if args.quick else measure.FULL
+    runs: list[tuple[dict[str, Any], list[Row]]] = []
+    for number in range(1, args.runs + 1):
+        if args.runs > 1:
+            log.info("run %d of %d", number, args.runs)
+        try:
+            runs.append(measure_once(args, plan))
+        except KeyboardInterrupt:
+            log.info("interrupted; every process this run started is stopped")
+            return 130
+        print(render(runs[-1][1]))
+        print(calibration_line(runs[-1][0]["machine"]["calibration"]))
+    if args.runs == 1:
+        document = runs[0][0]
+    else:
+        figures = spread([table for _, table in runs])
+        document = {"runs": [results for results, _ in runs], "spread": figures}
+        print(f"\nspread over {args.runs} runs in a row")
+        print(render_spread(figures))
+    RESULTS.write_text(json.dumps(rounded(document), indent=2) + "\n")
+    log.info("done in %.0f s; wrote %s", sum(results["machine"]["duration_s"] for results, _ in runs), RESULTS)
+    return 0
+
+
+def measure_once(args: argparse.Namespace, plan: measure.Plan) -> tuple[dict[str, Any], list[Row]]:
+    """One run of the chosen sections: its results (as results.json holds them) and its table."""
     chosen = [section for section in SECTIONS if getattr(args, f"{section.flag}_only")]
     sections = chosen or [section for section in SECTIONS if not getattr(args, f"skip_{section.flag}")]
     selected = [key for key in USE_CASE_KEYS if not args.only or key in args.only]
@@ -209,17 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     log.info("calibration: a fixed CPU loop takes %.0f ms (best of 5; median %.0f ms)",
              calibration["start"]["loop_ms_best"], calibration["start"]["loop_ms_median"])
     began = time.perf_counter()
-    try:
-        with tempfile.TemporaryDirectory(prefix="coelho-bench-") as tmp, Processes(Path(tmp)) as processes:
-            hello_event, hello_http = processes.start("hello-event", "hello-http")
-            for key in keys:
-                results[key] = bench_use_case(key, processes, hello_event, hello_http, plan)
-            run = Run(processes, hello_event, hello_http, plan, selected)
-            for section in sections:
-                results[section.name] = guarded(section.name, section.run, run)
-    except KeyboardInterrupt:
-        log.info("interrupted; every process this run started is stopped")
-        return 130
+    with tempfile.TemporaryDirectory(prefix="coelho-bench-") as tmp, Processes(Path(tmp)) as processes:
+        hello_event, hello_http = processes.start("hello-event", "hello-http")
+        for key in keys:
+            results[key] = bench_use_case(key, processes, hello_event, hello_http, plan)
+        run = Run(processes, hello_event, hello_http, plan, selected)
+        for section in sections:
+            results[section.name] = guarded(section.name, section.run, run)
     results["machine"]["duration_s"] = round(time.perf_counter() - began, 1)
     results["machine"]["calibration"] = calibration | {"end": measure.calibrate()}
 
@@ -232,11 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         key_rows = section.rows(results[section.name])
         results[section.name]["targets"] = [row.as_json() for row in key_rows]
         table += key_rows
-    RESULTS.write_text(json.dumps(rounded(results), indent=2) + "\n")
-    print(render(table))
-    print(calibration_line(results["machine"]["calibration"]))
-    log.info("done in %.0f s; wrote %s", results["machine"]["duration_s"], RESULTS)
-    return 0
+    return results, table
 
 
 if __name__ == "__main__":

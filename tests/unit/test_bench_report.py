@@ -245,7 +245,7 @@ def test_soak_window_p99_comes_from_histogram_deltas(bench: SimpleNamespace) -> 
     assert bench.soak.window_p99_ms(after, after) is None
 
 
-@pytest.mark.parametrize("name", ["soak_report", "soak"])
+@pytest.mark.parametrize("name", ["soak_report", "soak", "report"])
 def test_docstring_examples(bench: SimpleNamespace, name: str) -> None:
     import doctest
 
