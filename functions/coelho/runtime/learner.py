@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import queue
 import socket
@@ -58,6 +59,9 @@ IDLE_DRAIN_S = 0.1
 #: While events flow, the lease thread learns them at most every LEARN_TICK_S (a thread wake-up costs
 #: more CPU than learning one event; they are acknowledged already, and predictors refresh every 200 ms).
 LEARN_TICK_S = 0.005
+#: The event loop learns what it logged in slices of at most this long, between its I/O: a request that
+#: arrives meanwhile waits at most one slice (a thread learning instead would contend for the GIL).
+LOOP_LEARN_SLICE_S = 0.002
 #: How long `close` waits for queued drift CloudEvents.
 DRIFT_EVENTS_CLOSE_S = 2.0
 
@@ -161,6 +165,7 @@ class Learner:
         self.flushing = False  # an append of the event loop's is in flight
         self.flusher: asyncio.Task[None] | None = None
         self.learn_wanted = threading.Event()  # set when events were queued for learning by the lease thread
+        self.loop_learning: asyncio.Handle | None = None  # the event loop's next learning slice, when scheduled
 
     @property
     def ttl_ms(self) -> int:
@@ -249,7 +254,7 @@ class Learner:
             elif token is not None:
                 last = await self.wal.last_seq() if any(r.duplicate for r in results) else None
                 self._enqueue(batch, results, last)
-                self.learn_wanted.set()
+                self._learn_on_loop()
             for ticket, result in zip(batch, results, strict=True):
                 ticket.result = result
             self._redis_ok()
@@ -258,6 +263,21 @@ class Learner:
                 ticket.error = exc
         finally:
             self.lock.release()
+
+    def _learn_on_loop(self) -> None:
+        """Learn the queued events on this event loop, slice by slice, as soon as it has no I/O to do."""
+        if self.loop_learning is None:
+            self.loop_learning = asyncio.get_running_loop().call_soon(self._learn_slice)
+
+    def _learn_slice(self) -> None:
+        self.loop_learning = None
+        if self.stopping.is_set():
+            return
+        learned = self.drain(budget_s=LOOP_LEARN_SLICE_S, block=False)
+        if not self.inbox.empty():  # the slice ran out, or the lease thread holds the model: later
+            loop = asyncio.get_running_loop()
+            self.loop_learning = (loop.call_soon(self._learn_slice) if learned
+                                  else loop.call_later(LEARN_TICK_S, self._learn_slice))
 
     def _commit_in_thread(self, batch: list[_Ticket]) -> None:
         with self.lock:
@@ -340,20 +360,24 @@ class Learner:
             self.accepted_seq = last
             self.inbox.put((self.generation, last, None))
 
-    def drain(self) -> int:
+    def drain(self, budget_s: float | None = None, block: bool = True) -> int:
         """Learn every accepted event not learned yet, in sequence order; returns how many.
 
-        The lease thread runs it as soon as an event loop's append logged events, and every `IDLE_DRAIN_S`;
-        `handle` runs it while the next append is in flight; and it runs before status, checkpoints and
-        shutdown.
+        An event loop runs it in slices (`budget_s`: stop once that much time is spent; `block=False`: none
+        while another thread holds the model) as soon as it has logged events; the lease thread every
+        `IDLE_DRAIN_S` and after appends made from threads; `handle` while the next append is in flight; and
+        it runs before status, checkpoints and shutdown.
         """
+        if not self.model_lock.acquire(blocking=block):
+            return 0
         applied = 0
-        with self.model_lock:
-            while True:
+        deadline = time.perf_counter() + budget_s if budget_s is not None else math.inf
+        try:
+            while time.perf_counter() < deadline:
                 try:
                     generation, seq, payload = self.inbox.get_nowait()
                 except queue.Empty:
-                    return applied
+                    break
                 if generation != self.generation or self.replica.model is None or seq <= self.replica.seq:
                     continue  # from an earlier leadership, or already replayed from the WAL
                 try:
@@ -366,6 +390,9 @@ class Learner:
                 except (NotLeader, redis.RedisError, LookupError) as exc:
                     log.warning("%s learner: %s; the next event triggers recovery", self.use_case.key, exc)
                     self.lost.set()
+        finally:
+            self.model_lock.release()
+        return applied
 
     def _after_apply(self) -> None:
         now = time.monotonic()
