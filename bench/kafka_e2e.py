@@ -15,8 +15,9 @@ TFD transactions written by the producers' `KafkaSink` (idempotent, acks=all, li
 - Backlog phase: `plan.kafka_backlog` events are produced as fast as possible into a route whose
   dispatcher is not running yet; then it starts, and the drain rate (events / seconds from the first to
   the last 2xx) is `max_events_per_s`, the highest rate ordered delivery into one learner sustains.
-- Both functions run with `WORKERS` gunicorn worker processes (2 by default, as the learn Service is
-  deployed): any worker accepts (appends to the WAL), the one holding the lease learns.
+- Both functions run with `WORKERS` gunicorn worker processes: 1, functions-framework's default, as the
+  Knative Services run them (one worker per pod; Knative scales pods, and every further pod appends to
+  the same log while the lease holder learns).
 - Every phase runs the same way against hello-event, on the same events (hello does not deduplicate).
 - Every produced event must be delivered (none dead-lettered or dropped), and for the learner applied:
   the learner's `/status` `events_applied` grows by exactly the number produced.
@@ -62,7 +63,7 @@ STALL_S = 60.0
 MANIFESTS = Path(__file__).resolve().parents[1] / "eventing" / "knative"
 REPORT_EVERY_S = 0.02
 #: gunicorn worker processes of both functions (functions-framework reads WORKERS).
-WORKERS = 2
+WORKERS = 1
 
 
 def needed(plan: Plan) -> int:
