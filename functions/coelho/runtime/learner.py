@@ -273,7 +273,7 @@ class Learner:
         self.loop_learning = None
         if self.stopping.is_set():
             return
-        learned = self.drain(budget_s=LOOP_LEARN_SLICE_S, block=False)
+        learned = self.drain(slice_s=LOOP_LEARN_SLICE_S)
         if not self.inbox.empty():  # the slice ran out, or the lease thread holds the model: later
             loop = asyncio.get_running_loop()
             self.loop_learning = (loop.call_soon(self._learn_slice) if learned
@@ -360,18 +360,19 @@ class Learner:
             self.accepted_seq = last
             self.inbox.put((self.generation, last, None))
 
-    def drain(self, budget_s: float | None = None, block: bool = True) -> int:
+    def drain(self, slice_s: float | None = None) -> int:
         """Learn every accepted event not learned yet, in sequence order; returns how many.
 
-        An event loop runs it in slices (`budget_s`: stop once that much time is spent; `block=False`: none
-        while another thread holds the model) as soon as it has logged events; the lease thread every
-        `IDLE_DRAIN_S` and after appends made from threads; `handle` while the next append is in flight; and
-        it runs before status, checkpoints and shutdown.
+        An event loop runs it in slices as soon as it has logged events (`slice_s`: stop once that much time
+        is spent; nothing when another thread holds the model; a checkpoint or status that falls due is left to
+        the lease thread, off the loop). The lease thread runs it every `IDLE_DRAIN_S` and when woken, `handle`
+        while the next append is in flight, and it runs before status, checkpoints and shutdown.
         """
-        if not self.model_lock.acquire(blocking=block):
+        on_loop = slice_s is not None
+        if not self.model_lock.acquire(blocking=not on_loop):
             return 0
         applied = 0
-        deadline = time.perf_counter() + budget_s if budget_s is not None else math.inf
+        deadline = time.perf_counter() + slice_s if slice_s is not None else math.inf
         try:
             while time.perf_counter() < deadline:
                 try:
@@ -386,23 +387,44 @@ class Learner:
                         [WalEntry(seq, payload)])
                     self.parts.add("learn", time.thread_time() - started, learned)
                     applied += learned
-                    self._after_apply()
+                    self._observe()
+                    self._housekeeping(on_loop)
                 except (NotLeader, redis.RedisError, LookupError) as exc:
-                    log.warning("%s learner: %s; the next event triggers recovery", self.use_case.key, exc)
-                    self.lost.set()
+                    self._lost_model(exc)
+            if not (on_loop or applied) and self.token is not None and self.replica.model is not None:
+                # woken by an event loop that learned the events: the checkpoint or status it left
+                try:
+                    self._housekeeping(on_loop)
+                except (NotLeader, redis.RedisError) as exc:
+                    self._lost_model(exc)
         finally:
             self.model_lock.release()
         return applied
 
-    def _after_apply(self) -> None:
+    def _lost_model(self, exc: Exception) -> None:
+        log.warning("%s learner: %s; the next event triggers recovery", self.use_case.key, exc)
+        self.lost.set()
+
+    def _housekeeping(self, on_loop: bool) -> None:
+        """Checkpoint and publish status when due (under `model_lock`); on an event loop, wake the lease thread
+        for them instead."""
         now = time.monotonic()
         pending = self.replica.seq - self.checkpoint_seq
-        if pending >= self.settings.checkpoint_every or (
+        checkpoint_due = pending >= self.settings.checkpoint_every or (
             pending and now - self.checkpoint_at >= self.settings.checkpoint_seconds
-        ):
+        )
+        status_due = now - self.status_at >= STATUS_INTERVAL_S
+        if on_loop:
+            if checkpoint_due or status_due:
+                self.learn_wanted.set()
+            return
+        if checkpoint_due:
             self.checkpoint()
-        if now - self.status_at >= STATUS_INTERVAL_S:
+        if status_due:
             self.publish_status()
+
+    def _observe(self) -> None:
+        """Feed the learned model's telemetry, MLflow history and drift watch."""
         if (model := self.replica.model) is not None:
             started = time.thread_time()
             telemetry.observe_learned(self.use_case.key, model.last_event_time)
@@ -537,7 +559,7 @@ class Learner:
         try:
             self._queue_logged()
             self.drain()
-            quiet = time.monotonic() - self.accepted_at >= IDLE_DRAIN_S  # while events flow, _after_apply publishes
+            quiet = time.monotonic() - self.accepted_at >= IDLE_DRAIN_S  # while events flow, _housekeeping publishes
             if quiet and self.replica.seq != self.published_seq:
                 self.publish_status()
         except redis.RedisError as exc:
