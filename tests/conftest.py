@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,14 @@ from coelho.adapters.kafka_broker import KafkaBroker
 from coelho.config import Settings
 
 SIGNING_KEY = "tests-signing-key-0123456789abcdef"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Let the processes the tests stop with Ctrl-C's signals get them: a shell that starts the run in the
+    background without job control ignores SIGINT and SIGQUIT, and an ignored signal stays ignored across exec."""
+    for sig, handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGQUIT, signal.SIG_DFL)):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session")

@@ -115,8 +115,14 @@ def test_up_serves_predictions_that_improve_then_stops_everything(tmp_path, kafk
             assert response.status_code in (200, 503), response.text
     finally:
         up.send_signal(signal.SIGINT)
-        up.wait(timeout=120)  # the learners' final checkpoint and MLflow registration, then MLflow and Valkey
-        up.stdout.close()
+        try:
+            up.wait(timeout=120)  # the learners' final checkpoint and MLflow registration, then MLflow and Valkey
+        except subprocess.TimeoutExpired:
+            up.terminate()  # its SIGTERM handler stops the platform too: leave nothing running
+            up.wait(timeout=120)
+            raise
+        finally:
+            up.stdout.close()
     assert up.returncode == 0
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", base)) != 0  # the functions are gone
