@@ -165,7 +165,7 @@ class Learner:
         self.flushing = False  # an append of the event loop's is in flight
         self.flusher: asyncio.Task[None] | None = None
         self.learn_wanted = threading.Event()  # set when events were queued for learning by the lease thread
-        self.loop_learning: asyncio.Handle | None = None  # the event loop's next learning slice, when scheduled
+        self.learning_loop: asyncio.AbstractEventLoop | None = None  # where the next learning slice is scheduled
 
     @property
     def ttl_ms(self) -> int:
@@ -266,18 +266,22 @@ class Learner:
 
     def _learn_on_loop(self) -> None:
         """Learn the queued events on this event loop, slice by slice, as soon as it has no I/O to do."""
-        if self.loop_learning is None:
-            self.loop_learning = asyncio.get_running_loop().call_soon(self._learn_slice)
+        loop = asyncio.get_running_loop()
+        if self.learning_loop is not loop:  # none scheduled here (one on a closed loop never runs)
+            self.learning_loop = loop
+            loop.call_soon(self._learn_slice)
 
     def _learn_slice(self) -> None:
-        self.loop_learning = None
+        self.learning_loop = None
         if self.stopping.is_set():
             return
         learned = self.drain(slice_s=LOOP_LEARN_SLICE_S)
         if not self.inbox.empty():  # the slice ran out, or the lease thread holds the model: later
-            loop = asyncio.get_running_loop()
-            self.loop_learning = (loop.call_soon(self._learn_slice) if learned
-                                  else loop.call_later(LEARN_TICK_S, self._learn_slice))
+            loop = self.learning_loop = asyncio.get_running_loop()
+            if learned:
+                loop.call_soon(self._learn_slice)
+            else:
+                loop.call_later(LEARN_TICK_S, self._learn_slice)
 
     def _commit_in_thread(self, batch: list[_Ticket]) -> None:
         with self.lock:
