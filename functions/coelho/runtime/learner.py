@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import queue
 import socket
@@ -58,6 +59,9 @@ IDLE_DRAIN_S = 0.1
 #: While events flow, the lease thread learns them at most every LEARN_TICK_S (a thread wake-up costs
 #: more CPU than learning one event; they are acknowledged already, and predictors refresh every 200 ms).
 LEARN_TICK_S = 0.005
+#: The event loop learns what it logged in slices of at most this long, between its I/O: a request that
+#: arrives meanwhile waits at most one slice (a thread learning instead would contend for the GIL).
+LOOP_LEARN_SLICE_S = 0.002
 #: How long `close` waits for queued drift CloudEvents.
 DRIFT_EVENTS_CLOSE_S = 2.0
 
@@ -161,6 +165,7 @@ class Learner:
         self.flushing = False  # an append of the event loop's is in flight
         self.flusher: asyncio.Task[None] | None = None
         self.learn_wanted = threading.Event()  # set when events were queued for learning by the lease thread
+        self.learning_loop: asyncio.AbstractEventLoop | None = None  # where the next learning slice is scheduled
 
     @property
     def ttl_ms(self) -> int:
@@ -249,7 +254,7 @@ class Learner:
             elif token is not None:
                 last = await self.wal.last_seq() if any(r.duplicate for r in results) else None
                 self._enqueue(batch, results, last)
-                self.learn_wanted.set()
+                self._learn_on_loop()
             for ticket, result in zip(batch, results, strict=True):
                 ticket.result = result
             self._redis_ok()
@@ -258,6 +263,25 @@ class Learner:
                 ticket.error = exc
         finally:
             self.lock.release()
+
+    def _learn_on_loop(self) -> None:
+        """Learn the queued events on this event loop, slice by slice, as soon as it has no I/O to do."""
+        loop = asyncio.get_running_loop()
+        if self.learning_loop is not loop:  # none scheduled here (one on a closed loop never runs)
+            self.learning_loop = loop
+            loop.call_soon(self._learn_slice)
+
+    def _learn_slice(self) -> None:
+        self.learning_loop = None
+        if self.stopping.is_set():
+            return
+        learned = self.drain(slice_s=LOOP_LEARN_SLICE_S)
+        if not self.inbox.empty():  # the slice ran out, or the lease thread holds the model: later
+            loop = self.learning_loop = asyncio.get_running_loop()
+            if learned:
+                loop.call_soon(self._learn_slice)
+            else:
+                loop.call_later(LEARN_TICK_S, self._learn_slice)
 
     def _commit_in_thread(self, batch: list[_Ticket]) -> None:
         with self.lock:
@@ -340,20 +364,25 @@ class Learner:
             self.accepted_seq = last
             self.inbox.put((self.generation, last, None))
 
-    def drain(self) -> int:
+    def drain(self, slice_s: float | None = None) -> int:
         """Learn every accepted event not learned yet, in sequence order; returns how many.
 
-        The lease thread runs it as soon as an event loop's append logged events, and every `IDLE_DRAIN_S`;
-        `handle` runs it while the next append is in flight; and it runs before status, checkpoints and
-        shutdown.
+        An event loop runs it in slices as soon as it has logged events (`slice_s`: stop once that much time
+        is spent; nothing when another thread holds the model; a checkpoint or status that falls due is left to
+        the lease thread, off the loop). The lease thread runs it every `IDLE_DRAIN_S` and when woken, `handle`
+        while the next append is in flight, and it runs before status, checkpoints and shutdown.
         """
+        on_loop = slice_s is not None
+        if not self.model_lock.acquire(blocking=not on_loop):
+            return 0
         applied = 0
-        with self.model_lock:
-            while True:
+        deadline = time.perf_counter() + slice_s if slice_s is not None else math.inf
+        try:
+            while time.perf_counter() < deadline:
                 try:
                     generation, seq, payload = self.inbox.get_nowait()
                 except queue.Empty:
-                    return applied
+                    break
                 if generation != self.generation or self.replica.model is None or seq <= self.replica.seq:
                     continue  # from an earlier leadership, or already replayed from the WAL
                 try:
@@ -362,20 +391,44 @@ class Learner:
                         [WalEntry(seq, payload)])
                     self.parts.add("learn", time.thread_time() - started, learned)
                     applied += learned
-                    self._after_apply()
+                    self._observe()
+                    self._housekeeping(on_loop)
                 except (NotLeader, redis.RedisError, LookupError) as exc:
-                    log.warning("%s learner: %s; the next event triggers recovery", self.use_case.key, exc)
-                    self.lost.set()
+                    self._lost_model(exc)
+            if not (on_loop or applied) and self.token is not None and self.replica.model is not None:
+                # woken by an event loop that learned the events: the checkpoint or status it left
+                try:
+                    self._housekeeping(on_loop)
+                except (NotLeader, redis.RedisError) as exc:
+                    self._lost_model(exc)
+        finally:
+            self.model_lock.release()
+        return applied
 
-    def _after_apply(self) -> None:
+    def _lost_model(self, exc: Exception) -> None:
+        log.warning("%s learner: %s; the next event triggers recovery", self.use_case.key, exc)
+        self.lost.set()
+
+    def _housekeeping(self, on_loop: bool) -> None:
+        """Checkpoint and publish status when due (under `model_lock`); on an event loop, wake the lease thread
+        for them instead."""
         now = time.monotonic()
         pending = self.replica.seq - self.checkpoint_seq
-        if pending >= self.settings.checkpoint_every or (
+        checkpoint_due = pending >= self.settings.checkpoint_every or (
             pending and now - self.checkpoint_at >= self.settings.checkpoint_seconds
-        ):
+        )
+        status_due = now - self.status_at >= STATUS_INTERVAL_S
+        if on_loop:
+            if checkpoint_due or status_due:
+                self.learn_wanted.set()
+            return
+        if checkpoint_due:
             self.checkpoint()
-        if now - self.status_at >= STATUS_INTERVAL_S:
+        if status_due:
             self.publish_status()
+
+    def _observe(self) -> None:
+        """Feed the learned model's telemetry, MLflow history and drift watch."""
         if (model := self.replica.model) is not None:
             started = time.thread_time()
             telemetry.observe_learned(self.use_case.key, model.last_event_time)
@@ -510,7 +563,7 @@ class Learner:
         try:
             self._queue_logged()
             self.drain()
-            quiet = time.monotonic() - self.accepted_at >= IDLE_DRAIN_S  # while events flow, _after_apply publishes
+            quiet = time.monotonic() - self.accepted_at >= IDLE_DRAIN_S  # while events flow, _housekeeping publishes
             if quiet and self.replica.seq != self.published_seq:
                 self.publish_status()
         except redis.RedisError as exc:
