@@ -11,8 +11,9 @@ partitions) to a broker the run starts, then ingested by `coelho ingest kafka --
 bulk Python consumer) and `coelho ingest spark --once --max-records-per-batch B` (`local[2]`), each into a
 fresh table: rows after the first batch / seconds between the first and the last Delta commit (process
 start, the consumer group's join or Spark's JVM and planning, and the first batch are left out);
-`job_rows_per_s` is rows / the whole command. Baseline: `raw_rows_per_s` as above, the same rows, measured
-right after each job.
+`job_rows_per_s` is rows / the whole command, `rows_per_cpu_s` rows / the CPU seconds of the whole command
+(its processes, start-up included: the rate one otherwise idle core would give). Baseline: `raw_rows_per_s`
+as above, the same rows, measured right after each job.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -123,15 +125,20 @@ def _backlog(broker: KafkaBroker, topic: str, payloads: list[dict[str, Any]]) ->
             producer.send(to_cloudevent(KEY, payload))
 
 
-def _run_job(processes: Processes, name: str, command: list[str], env: dict[str, str]) -> float:
-    """Run one ingestion command to its end; its seconds (raises when it fails)."""
-    began = time.perf_counter()
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_job(processes: Processes, name: str, command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run one ingestion command to its end; its wall and CPU seconds (raises when it fails)."""
+    began, cpu = time.perf_counter(), _cpu_seconds()
     with open(processes.log_dir / f"{name}.log", "ab") as out:
         done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=SPARK_TIMEOUT_S,
                               check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{name} exited with {done.returncode}; see {processes.log_dir}/{name}.log")
-    return time.perf_counter() - began
+    return time.perf_counter() - began, _cpu_seconds() - cpu
 
 
 def _table_figures(uri: str, events: int, batch: int) -> dict[str, Any]:
@@ -161,8 +168,10 @@ def job_figures(processes: Processes, broker: KafkaBroker, topic: str, payloads:
         command += ["--max-records-per-batch", str(batch)]
     else:
         command += ["--batch-rows", str(batch), "--workers", str(KAFKA_WORKERS), "--group", f"bench-{time.time_ns()}"]
-    job_s = _run_job(processes, f"{engine}-ingest", command, env)
-    figures = {**_table_figures(str(work / "data" / "delta" / KEY), len(payloads), batch), "job_seconds": job_s}
+    job_s, cpu_s = _run_job(processes, f"{engine}-ingest", command, env)
+    figures = {**_table_figures(str(work / "data" / "delta" / KEY), len(payloads), batch), "job_seconds": job_s,
+               "job_cpu_seconds": cpu_s}
+    figures["rows_per_cpu_s"] = figures["rows"] / cpu_s if cpu_s > 0 else None
     if engine == "kafka":
         figures["workers"] = KAFKA_WORKERS
     figures["job_rows_per_s"] = figures["rows"] / job_s

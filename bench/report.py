@@ -311,7 +311,8 @@ def _job_row(key: str, engine: str, job: Mapping[str, Any]) -> Row:
         return Row(key, f"ingest {engine} rows/s", "n/a", str(reason)[:100], "-", None if "skipped" in job else False)
     return Row(key, f"ingest {engine} rows/s", f"{rate:,.0f}",
                f"{job['rows']:,} rows in {job['batches']} batches of {job['batch_records']:,}; "
-               f"job {job['job_seconds']:.0f} s; raw write_deltalake {job['raw_rows_per_s']:,.0f} "
+               f"job {job['job_seconds']:.0f} s, {job.get('rows_per_cpu_s') or 0:,.0f} rows/CPU-s; "
+               f"raw write_deltalake {job['raw_rows_per_s']:,.0f} "
                f"rows/s (x{job[f'{engine}_vs_raw']:.3f}); {job.get('active_files', '?')} active files",
                ">= 10,000 rows/s, all rows once",
                job["rows"] == job["events"] == job.get("distinct_rows", job["rows"])
