@@ -62,6 +62,7 @@ class Plan:
     sql_queries: int = 20  # sql: timed queries per round and side
     ingest_events: int = 3_000  # ingest: events posted to delta-sink
     ingest_spark_events: int | None = None  # ingest: events the Spark job ingests (None: skipped)
+    ingest_kafka_events: int = 100_000  # ingest: events the bulk consumer (coelho ingest kafka) ingests
     drift_stationary_events: int = 30_000  # drift: stationary stream per use case (false detections)
     drift_change_at: int = 10_000  # drift: events before the producer's change point
     drift_after: int = 10_000  # drift: events after it (a detection later than this is a miss)
@@ -92,7 +93,8 @@ QUICK = Plan(True, warmup=300, rounds=8, learn_events=250, predict_requests=250,
              sql_rounds=3, sql_queries=10, lifecycle_rounds=2, lifecycle_events=1_000, batch_rows=(100_000,))
 FULL = Plan(False, warmup=500, rounds=20, learn_events=500, predict_requests=500,
             cold_events=100_000, cold_repeats=5, quality_events=20_000, kafka_seconds=15, kafka_backlog=30_000,
-            ingest_events=10_000, ingest_spark_events=200_000, drift_stationary_events=100_000, drift_change_at=20_000,
+            ingest_events=10_000, ingest_spark_events=200_000, ingest_kafka_events=200_000,
+            drift_stationary_events=100_000, drift_change_at=20_000,
             drift_after=20_000, drift_seeds=(1, 2, 3), ui_rounds=5, ui_predictions=30)
 
 

@@ -18,7 +18,7 @@ COLD_START_MAX_S = 1.5
 CHECKPOINT_MAX_BYTES = 10 * MIB
 SERIALIZE_MAX_MS = 100.0
 KAFKA_P99_MAX_MS = 50.0
-SPARK_MIN_ROWS_PER_S = 10_000  # ingest: the volume path's target
+SPARK_MIN_ROWS_PER_S = 10_000  # ingest: the volume paths' target
 KAFKA_TARGET_RATE = 1000  # events/s at which kafka_e2e's p99 has a target
 KAFKA_P99_RATIO_MAX = 2.0  # kafka_e2e p99 at the target rate over hello-event's on the same path
 KAFKA_MAX_RATE_MIN = 5_000  # events/s one learner drains from a backlog
@@ -69,7 +69,8 @@ BASELINES: dict[str, str] = {
     "image.process_seconds": "the same <uc>-predict started as a process (Popen of functions-framework, same THREADS) "
     "on the same checkpoint, alternating with the container rounds; ratio = cold_start_seconds / process_seconds.",
     "ingest.*.raw_rows_per_s": "the same rows (TableLayout.row) written by write_deltalake in one go in the benchmark "
-    "process into a fresh local table: the Delta/Parquet write alone; sink_vs_raw and spark_vs_raw divide by it.",
+    "process into a fresh local table: the Delta/Parquet write alone; sink_vs_raw, kafka_vs_raw and spark_vs_raw "
+    "divide by it.",
     "drift.*.baseline": "River's PageHinkley (default parameters, mode 'up') fed the very same error values as the "
     "model's ADWIN monitor, on the same streams; detections are deterministic for the seeds (no machine noise).",
     "lifecycle.<uc>.hello_stop_seconds": "the no-op hello-event function, given the same events and the same SIGTERM "
@@ -124,6 +125,10 @@ alternate in rounds and each figure is its best round, the one least disturbed b
                            tfd CloudEvents posted by 64 concurrent keep-alive connections to delta-sink, each answer
                            after its micro-batch is committed: rows / s from the first post to the last answer;
                            hello_events_per_s the same into hello-event; raw_rows_per_s write_deltalake in one go
+  ingest.kafka.kafka_rows_per_s
+                           `coelho ingest kafka --once` (the bulk Python consumer, 20000 records per commit) on tfd
+                           events produced beforehand (100k; 200k full): rows after the first batch / s from the
+                           first to the last Delta commit; kafka_vs_raw against write_deltalake in one go
   ingest.spark.spark_rows_per_s
                            `coelho ingest spark --once` (local[2], 50000 records per micro-batch) on tfd events
                            produced beforehand (200k; skipped with --quick): rows after the first batch / s from the
@@ -316,29 +321,35 @@ def image_rows(result: Mapping[str, Any]) -> list[Row]:
 
 
 def ingest_rows(result: Mapping[str, Any]) -> list[Row]:
-    """The table rows of ingest: delta-sink, then the Spark job (or why it did not run)."""
+    """The table rows of ingest: delta-sink, then the bulk consumer and the Spark job (or why they did not run)."""
     key = result.get("use_case", "tfd")
     if "error" in result:
         return [Row(key, "ingest sink rows/s", "n/a", result["error"][:100], "-", False)]
-    sink, spark = result["sink"], result["spark"]
+    sink = result["sink"]
     table = [Row(key, "ingest sink rows/s", f"{sink['sink_rows_per_s']:,.0f}",
                  f"{sink['rows']:,} rows in {sink['commits']:,} commits, {sink['senders']} senders; "
                  f"hello {sink['hello_events_per_s']:,.0f} ev/s (x{sink['sink_vs_hello']:.2f}); "
                  f"raw write_deltalake {sink['raw_rows_per_s']:,.0f} rows/s (x{sink['sink_vs_raw']:.3f})",
                  "all rows once", sink["rows"] == sink["posted"])]
-    if "spark_rows_per_s" in spark and spark["spark_rows_per_s"] is not None:
-        table.append(Row(key, "ingest spark rows/s", f"{spark['spark_rows_per_s']:,.0f}",
-                         f"{spark['rows']:,} rows in {spark['batches']} batches of {spark['batch_records']:,}; "
-                         f"job {spark['job_seconds']:.0f} s; raw write_deltalake {spark['raw_rows_per_s']:,.0f} "
-                         f"rows/s (x{spark['spark_vs_raw']:.3f}); {spark.get('active_files', '?')} active files",
-                         ">= 10,000 rows/s, all rows once",
-                         spark["rows"] == spark["events"] == spark.get("distinct_rows", spark["rows"])
-                         and spark["spark_rows_per_s"] >= SPARK_MIN_ROWS_PER_S))
-    else:
-        reason = spark.get("error") or spark.get("skipped") or "a single micro-batch: no rate"
-        table.append(Row(key, "ingest spark rows/s", "n/a", str(reason)[:100], "-", None if "skipped" in spark
-                         else False))
+    for engine in ("kafka", "spark"):
+        table.append(_job_row(key, engine, result.get(engine, {"skipped": "not run"})))
     return table
+
+
+def _job_row(key: str, engine: str, job: Mapping[str, Any]) -> Row:
+    """The row of one Kafka → Delta job (`coelho ingest kafka|spark`), or why it has no rate."""
+    rate = job.get(f"{engine}_rows_per_s")
+    if rate is None:
+        reason = job.get("error") or job.get("skipped") or "a single batch: no rate"
+        return Row(key, f"ingest {engine} rows/s", "n/a", str(reason)[:100], "-", None if "skipped" in job else False)
+    return Row(key, f"ingest {engine} rows/s", f"{rate:,.0f}",
+               f"{job['rows']:,} rows in {job['batches']} batches of {job['batch_records']:,}; "
+               f"job {job['job_seconds']:.0f} s, {job.get('rows_per_cpu_s') or 0:,.0f} rows/CPU-s; "
+               f"raw write_deltalake {job['raw_rows_per_s']:,.0f} "
+               f"rows/s (x{job[f'{engine}_vs_raw']:.3f}); {job.get('active_files', '?')} active files",
+               ">= 10,000 rows/s, all rows once",
+               job["rows"] == job["events"] == job.get("distinct_rows", job["rows"])
+               and rate >= SPARK_MIN_ROWS_PER_S)
 
 
 def drift_rows(result: Mapping[str, Any]) -> list[Row]:

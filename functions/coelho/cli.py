@@ -23,6 +23,7 @@ COELHO RealTime: online machine learning on event streams, shipped as Knative fu
   coelho dispatch --sink tfd-learn=http://127.0.0.1:8081/   run the KafkaSources locally
   coelho dlq list tfd             show dead-lettered events and why they failed
   coelho ingest spark --once      Kafka topics → Delta tables with Spark Structured Streaming
+  coelho ingest kafka --once      Kafka topics → Delta tables with a bulk Python consumer (exactly once)
   coelho ui --port 8080           the web UI over the functions (NiceGUI)
   coelho manifests check          the Knative Services agree with the catalog (write: regenerate them)
   coelho train tfd                train a batch model (CatBoost / KMeans) on a Delta table, tracked in MLflow
@@ -115,6 +116,28 @@ hadoop-aws is added when a location is s3:// (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_I
     spark.add_argument("--metrics-port", type=int, default=None, metavar="P",
                        help="serve the job's Prometheus metrics (coelho_spark_*: batches, rows, quarantined, batch "
                             "duration) on :P/metrics (default: off)")
+
+    kafka = ingest_commands.add_parser(
+        "kafka", help="a bulk Python consumer: Kafka → Delta, exactly once (the volume path)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Consume each use case's Kafka topic (KAFKA_BOOTSTRAP_SERVERS) in bulk and append it to its Delta table
+(same rows and quarantine table as the Spark job), one commit per batch of COELHO_INGEST_BATCH_ROWS records
+(or what arrived in COELHO_INGEST_BATCH_MS). Each commit records the Kafka offsets it holds as Delta
+transaction identifiers, and a restart resumes from them: each record is written once, also after a crash.""",
+    )
+    kafka.add_argument("--use-case", action="append", choices=["tfd", "eta", "ecci"], default=None,
+                       dest="use_cases", help="only this use case (repeatable; default: all three)")
+    kafka.add_argument("--topic", action="append", default=[], metavar="USE_CASE=TOPIC",
+                       help="read another topic for a use case (repeatable; default: the producers' topics)")
+    kafka.add_argument("--once", action="store_true", help="ingest what the topics hold now, then stop")
+    kafka.add_argument("--batch-rows", type=int, default=None, metavar="N",
+                       help="records per Delta commit (default: $COELHO_INGEST_BATCH_ROWS or 50000)")
+    kafka.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="consumer processes per use case, in one consumer group (they split the partitions; "
+                            "default 1)")
+    kafka.add_argument("--group", default=None,
+                       help="consumer group prefix (default coelho-ingest; the group splits the partitions)")
 
     ui = commands.add_parser(
         "ui", help="serve the web UI (NiceGUI), a client of the functions over HTTP",
@@ -238,12 +261,18 @@ def _manifests(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from coelho.ingest.spark_job import parse_trigger, run
-
     topics = dict(item.split("=", 1) for item in args.topic if "=" in item)
     if len(topics) != len(args.topic) or not set(topics) <= {"tfd", "eta", "ecci"}:
         print(f"--topic must be USE_CASE=TOPIC with a use case of tfd, eta, ecci: {args.topic}", file=sys.stderr)
         return 2
+    use_cases = args.use_cases or ["tfd", "eta", "ecci"]
+    if args.ingest_command == "kafka":
+        from coelho.ingest import kafka_delta
+
+        return kafka_delta.run(settings, use_cases, topics=topics, once=args.once, group=args.group,
+                               batch_rows=args.batch_rows, workers=args.workers)
+    from coelho.ingest.spark_job import parse_trigger, run
+
     try:
         parse_trigger(args.trigger or settings.spark_trigger)
     except ValueError as exc:
@@ -253,7 +282,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         from prometheus_client import start_http_server
 
         start_http_server(args.metrics_port)
-    return run(settings, args.use_cases or ["tfd", "eta", "ecci"], topics=topics, trigger=args.trigger,
+    return run(settings, use_cases, topics=topics, trigger=args.trigger,
                once=args.once, master=args.master, ui=args.ui, max_records=args.max_records_per_batch)
 
 

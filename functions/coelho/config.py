@@ -69,6 +69,10 @@ class Settings:
     sink_dedup_seconds: int = 3600
     drift_sink: str | None = None
     sink_retention_hours: int = 168
+    delta_checkpoint_every: int = 100
+    delta_log_retention_hours: float = 24.0
+    ingest_batch_rows: int = 50_000
+    ingest_batch_ms: int = 1000
     train_gap_seconds: float | None = None
     train_min_rows: int = 1000
     train_iterations: int = 1000
@@ -256,6 +260,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sink_dedup_seconds": ("COELHO_SINK_DEDUP_SECONDS", _positive(int)),
     "drift_sink": ("COELHO_DRIFT_SINK", str),
     "sink_retention_hours": ("COELHO_SINK_RETENTION_HOURS", _positive(int)),
+    "delta_checkpoint_every": ("COELHO_DELTA_CHECKPOINT_EVERY", _positive(int)),
+    "delta_log_retention_hours": ("COELHO_DELTA_LOG_RETENTION_HOURS", _positive(float)),
+    "ingest_batch_rows": ("COELHO_INGEST_BATCH_ROWS", _positive(int)),
+    "ingest_batch_ms": ("COELHO_INGEST_BATCH_MS", _positive(int)),
     "train_gap_seconds": ("COELHO_TRAIN_GAP_SECONDS", _non_negative),
     "train_min_rows": ("COELHO_TRAIN_MIN_ROWS", _positive(int)),
     "train_iterations": ("COELHO_TRAIN_ITERATIONS", _positive(int)),

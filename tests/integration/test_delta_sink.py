@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import requests
 from deltalake import DeltaTable
 
+from coelho.adapters.duckdb_sql import SqlEngine
 from coelho.core import USE_CASES
 from coelho.ingest import delta_sink
 from coelho.ingest.delta_sink import DeltaWriter
@@ -85,3 +87,42 @@ def test_events_acknowledged_before_a_crash_are_kept_once_after_redelivery(env, 
         status = requests.get(server.url + "/status", timeout=5).json()["tables"]["tfd"]
     assert (status["rows"], status["duplicates"]) == (5, 15)
     assert len(ids(settings)) == len(set(ids(settings))) == 20
+
+
+def test_log_and_table_state_stay_bounded_over_many_commits(settings):
+    """Hundreds of commits: the log keeps about one checkpoint interval of entries, the writer and a reader
+    reload from the latest checkpoint instead of replaying every commit, and every row is there once."""
+    every, commits = 10, 240
+    settings = dataclasses.replace(settings, delta_checkpoint_every=every, delta_log_retention_hours=1e-9,
+                                   sink_compact_every=50)
+    engine = SqlEngine.from_settings(dataclasses.replace(settings, sql_refresh_ms=1))
+    writer = DeltaWriter(TFD, settings)
+    payloads = stream("tfd", commits, seed=5)
+    log_dir = Path(settings.delta_uri("tfd")) / "_delta_log"
+    most_entries = most_replayed = 0
+    try:
+        for payload in payloads:  # one sequential sender: one commit per event
+            assert writer.submit("/tests/tfd", str(payload[TFD.id_field]), payload) == "written"
+            engine.refresh("tfd")
+            most_entries = max(most_entries, len(list(log_dir.glob("*.json"))))
+            most_replayed = max(most_replayed, writer._snapshot.replayed, engine.sources["tfd"].replayed)
+        assert engine.count("tfd")[0] == commits
+    finally:
+        writer.close()
+    table = DeltaTable(settings.delta_uri("tfd"))
+    assert table.version() > commits  # the commits, the table's creation and the compactions
+    assert most_entries <= 2 * every + 2, most_entries
+    assert len(list(log_dir.glob("*.checkpoint.parquet"))) <= 2
+    assert most_replayed <= every
+    assert writer._snapshot.reloads >= commits // every - 1
+    assert engine.sources["tfd"].reloads >= 1
+    assert sorted(ids(settings)) == sorted(str(p[TFD.id_field]) for p in payloads)
+
+
+def test_changed_log_settings_apply_to_an_existing_table(settings):
+    DeltaWriter(TFD, settings).close()
+    writer = DeltaWriter(TFD, dataclasses.replace(settings, delta_checkpoint_every=7, delta_log_retention_hours=2))
+    writer.close()
+    configuration = DeltaTable(settings.delta_uri("tfd")).metadata().configuration
+    assert configuration["delta.checkpointInterval"] == "7"
+    assert configuration["delta.logRetentionDuration"] == "interval 7200 seconds"

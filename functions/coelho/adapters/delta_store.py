@@ -11,13 +11,18 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import pyarrow as pa
 from deltalake import DeltaTable
 
 from coelho.config import Settings
 from coelho.core.table import Column, TableLayout, layout_for
 
-__all__ = ["arrow_schema", "ensure_table", "layout_for", "storage_options"]
+__all__ = ["arrow_schema", "compact", "ensure_table", "layout_for", "storage_options", "table_properties"]
+
+log = logging.getLogger(__name__)
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "str": pa.string(),
@@ -54,14 +59,50 @@ def storage_options(settings: Settings) -> dict[str, str] | None:
     return options
 
 
+def table_properties(settings: Settings) -> dict[str, str]:
+    """The Delta table properties that bound a table's log and files on disk, from the settings.
+
+    A checkpoint every `COELHO_DELTA_CHECKPOINT_EVERY` commits (readers load it plus fewer commits than
+    that), log entries older than `COELHO_DELTA_LOG_RETENTION_HOURS` removed after each checkpoint, removed
+    data files vacuumed after `COELHO_SINK_RETENTION_HOURS`.
+
+    >>> table_properties(Settings(delta_log_retention_hours=0.5))["delta.logRetentionDuration"]
+    'interval 1800 seconds'
+    """
+    return {
+        "delta.checkpointInterval": str(settings.delta_checkpoint_every),
+        "delta.logRetentionDuration": f"interval {round(settings.delta_log_retention_hours * 3600)} seconds",
+        "delta.deletedFileRetentionDuration": f"interval {settings.sink_retention_hours} hours",
+        "delta.enableExpiredLogCleanup": "true",
+    }
+
+
 def ensure_table(uri: str, schema: pa.Schema, options: dict[str, str] | None = None,
-                 retention_hours: int | None = None) -> DeltaTable:
+                 properties: dict[str, str] | None = None) -> DeltaTable:
     """The Delta table at `uri`, created empty with `schema` if there is none, so every writer sees one schema.
 
-    `retention_hours` (when creating it): how long removed data files and log entries are kept (Delta's
-    `deletedFileRetentionDuration` and `logRetentionDuration`; its defaults are 7 and 30 days).
+    `properties` (`table_properties`): set on a new table, and on an existing one whose values differ (one
+    metadata commit), so that a changed setting applies to tables written before.
     """
-    configuration = None if retention_hours is None else {
-        name: f"interval {retention_hours} hours"
-        for name in ("delta.deletedFileRetentionDuration", "delta.logRetentionDuration")}
-    return DeltaTable.create(uri, schema=schema, mode="ignore", storage_options=options, configuration=configuration)
+    table = DeltaTable.create(uri, schema=schema, mode="ignore", storage_options=options, configuration=properties)
+    changed = {key: value for key, value in (properties or {}).items()
+               if table.metadata().configuration.get(key) != value}
+    if changed:
+        table.alter.set_table_properties(changed)
+    return table
+
+
+def compact(table: DeltaTable, retention_hours: int) -> dict[str, Any] | None:
+    """Compact the table's small files, then vacuum files removed more than `retention_hours` ago.
+
+    Returns the compaction's metrics, or None when it failed (an optimisation: the next call tries again).
+    """
+    try:
+        table.update_incremental()
+        metrics = table.optimize.compact()
+        table.vacuum(retention_hours, dry_run=False, enforce_retention_duration=False)
+    except Exception as exc:  # noqa: BLE001 - nothing is lost; the next compaction tries again
+        log.warning("compaction of %s failed: %s", table.table_uri, exc)
+        return None
+    log.info("%s compacted: %s", table.table_uri, metrics)
+    return metrics

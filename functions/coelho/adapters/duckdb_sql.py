@@ -116,7 +116,8 @@ class SqlEngine:
     def from_settings(cls, settings: Settings) -> SqlEngine:
         """The engine over the tables at `settings.delta_uri(key)`, with the settings' limits."""
         options = storage_options(settings)
-        sources = {key: DeltaSnapshot(settings.delta_uri(key), options) for key in TABLE_NAMES}
+        sources = {key: DeltaSnapshot(settings.delta_uri(key), options, settings.delta_checkpoint_every)
+                   for key in TABLE_NAMES}
         return cls(sources, limits_from(settings), settings.sql_refresh_ms / 1000)
 
     def query(self, use_case: str, text: str, limit: int) -> QueryResult:

@@ -18,9 +18,12 @@ Idempotency:
   One writer per table (the function runs with one replica).
 
 Every `COELHO_SINK_COMPACT_EVERY` commits the table is compacted (`optimize.compact`) and files removed
-more than `COELHO_SINK_RETENTION_HOURS` ago (a week by default) are vacuumed; the table's log keeps entries
-that long too. Each commit leaves a data file and a log entry on disk until then, so a lone sequential
-sender (one commit per event) makes about as many files per hour as events: the retention is their bound.
+more than `COELHO_SINK_RETENTION_HOURS` ago (a week by default) are vacuumed. Each commit leaves a data file
+on disk until then, so a lone sequential sender (one commit per event) makes about as many files per hour as
+events: the retention is their bound. The log is checkpointed every `COELHO_DELTA_CHECKPOINT_EVERY`
+commits and entries older than `COELHO_DELTA_LOG_RETENTION_HOURS` are removed (`table_properties`); the
+writer's view of the table is reloaded from the latest checkpoint as often (`DeltaSnapshot`), so neither
+the log nor the process's table state grows with the number of commits.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, Transaction, write_deltalake
 
-from coelho.adapters.delta_store import arrow_schema, ensure_table, storage_options
+from coelho.adapters.delta_snapshot import DeltaSnapshot
+from coelho.adapters.delta_store import arrow_schema, compact, ensure_table, storage_options, table_properties
 from coelho.config import Settings
 from coelho.core.table import layout_for
 from coelho.core.usecase import UseCase
@@ -113,7 +117,8 @@ class DeltaWriter:
         self.arrivals = arrivals or Arrivals()
         self.stats = {"rows": 0, "commits": 0, "duplicates": 0, "retries": 0, "compactions": 0, "failures": 0}
         self.retention_hours = settings.sink_retention_hours
-        self._table = ensure_table(self.uri, self.schema, self.options, self.retention_hours)
+        ensure_table(self.uri, self.schema, self.options, table_properties(settings))
+        self._snapshot = DeltaSnapshot(self.uri, self.options, settings.delta_checkpoint_every)
         self._version = 0
         self._committed: OrderedDict[tuple[str, str], float] = OrderedDict()  # key → commit time (monotonic)
         self._pending: dict[tuple[str, str], tuple[dict[str, Any], _Waiter]] = {}
@@ -221,13 +226,12 @@ class DeltaWriter:
 
     def _commit(self, table: pa.Table, version: int, retry: bool) -> None:
         """Append `table` as batch `version` of this writer, unless a failed attempt did commit it already."""
-        if retry:
-            self._table.update_incremental()
-            if (self._table.transaction_version(self.app_id) or 0) >= version:
-                log.info("batch %d of %s was already committed: not written again", version, self.app_id)
-                return
+        target = self._snapshot.table()
+        if retry and (target.transaction_version(self.app_id) or 0) >= version:
+            log.info("batch %d of %s was already committed: not written again", version, self.app_id)
+            return
         write_deltalake(
-            self._table, table, mode="append",
+            target, table, mode="append",
             commit_properties=CommitProperties(app_transactions=[Transaction(self.app_id, version)]),
         )
 
@@ -241,7 +245,7 @@ class DeltaWriter:
     def _load_recent_keys(self) -> None:
         """Remember the (ce_source, ce_id) of rows ingested within the dedup window, as if committed now."""
         cutoff = pa.scalar(datetime.now(UTC) - timedelta(seconds=self.dedup_seconds), pa.timestamp("us", tz="UTC"))
-        recent = self._table.to_pyarrow_dataset().to_table(
+        recent = self._snapshot.table().to_pyarrow_dataset().to_table(
             columns=["ce_source", "ce_id"], filter=pc.field("ingested_at") >= cutoff)
         now = time.monotonic()
         for source, event_id in zip(recent["ce_source"].to_pylist(), recent["ce_id"].to_pylist(), strict=True):
@@ -250,14 +254,8 @@ class DeltaWriter:
             log.info("%s: %d recent events remembered for deduplication", self.use_case.key, recent.num_rows)
 
     def _compact(self) -> None:
-        try:
-            self._table.update_incremental()
-            metrics = self._table.optimize.compact()
-            self._table.vacuum(self.retention_hours, dry_run=False, enforce_retention_duration=False)
+        if compact(self._snapshot.table(), self.retention_hours) is not None:
             self.stats["compactions"] += 1
-            log.info("%s compacted: %s", self.uri, metrics)
-        except Exception as exc:  # noqa: BLE001 - compaction is an optimisation: the next one tries again
-            log.warning("compaction of %s failed: %s", self.uri, exc)
 
 
 class DeltaAppender:
@@ -288,7 +286,8 @@ class DeltaAppender:
         self.app_id = f"coelho-produce-{use_case.key}-{uuid.uuid4().hex}"
         self.rows = 0
         self.commits = 0
-        self._table = ensure_table(settings.delta_uri(use_case.key), self.schema, storage_options(settings))
+        self._table = ensure_table(settings.delta_uri(use_case.key), self.schema, storage_options(settings),
+                                   table_properties(settings))
         self._columns: dict[str, list[Any]] = {c.name: [] for c in self.layout.columns}
         self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None

@@ -37,7 +37,7 @@ from urllib.parse import urlparse
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from coelho.adapters.delta_store import arrow_schema, ensure_table, storage_options
+from coelho.adapters.delta_store import arrow_schema, ensure_table, storage_options, table_properties
 from coelho.adapters.maven import REPO_ROOT, default_cache_dir, fetch_jars
 from coelho.config import Settings
 from coelho.core import USE_CASES
@@ -269,9 +269,10 @@ def start_query(
     `max_records` bounds the records of one micro-batch (default: all that are available)."""
     layout = layout_for(USE_CASES[use_case])
     uri, quarantine = settings.delta_uri(use_case), settings.delta_uri(quarantine_name(use_case))
-    options = storage_options(settings)
-    ensure_table(uri, arrow_schema(layout), options)
-    ensure_table(quarantine, arrow_schema(TableLayout(use_case, quarantine_name(use_case), QUARANTINE)), options)
+    options, properties = storage_options(settings), table_properties(settings)
+    ensure_table(uri, arrow_schema(layout), options, properties)
+    ensure_table(quarantine, arrow_schema(TableLayout(use_case, quarantine_name(use_case), QUARANTINE)), options,
+                 properties)
     records = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
