@@ -3,9 +3,10 @@
 The table is read with `DeltaSnapshot`, the reader the `sql` function uses: the Delta log's live files at
 one version, never a glob of the folder's parquet files. Rows are filtered by event time (`since` ≤ t <
 `until`, pushed down to the parquet scan), sorted by (event_time, ce_source, ce_id) so that everything after
-is deterministic, sampled with a fixed seed (`sample_frac`), and cut to the newest `max_rows`. The rows turn
-back into the raw events the producers sent (`coelho.core.table.events_from_columns`), chunk by chunk, for
-the use case's one feature function.
+is deterministic, sampled with a fixed seed (`sample_frac`), and cut to the newest `max_rows`. The rows go,
+chunk by chunk, to the use case's one feature definition as columns (`chunks`: `EventColumns`, a column
+converted to numpy only when a formula reads it), or turn back into the raw events the producers sent
+(`events`, `coelho.core.table.events_from_columns`) where a model wants events one by one.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -24,12 +25,15 @@ the use case's one feature function.
 (0, 3, ['t2', 't3', 't4'])
 >>> next(data.events([0]))[0] == events[2], data.column("transaction_id", [2, 0])
 (True, ['t4', 't2'])
+>>> chunk = next(data.chunks([1, 2]))
+>>> chunk.view()["device_info"]["os"].tolist(), list(chunk) == events[3:]
+(['iOS', 'iOS'], True)
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +44,7 @@ import pyarrow.compute as pc
 from coelho.adapters.delta_snapshot import DeltaSnapshot
 from coelho.adapters.delta_store import arrow_schema, storage_options
 from coelho.config import Settings
-from coelho.core.table import events_from_columns, layout_for
+from coelho.core.table import EventColumns, events_from_columns, layout_for
 from coelho.core.train_request import TrainRequest
 from coelho.core.usecase import UseCase
 
@@ -91,13 +95,56 @@ class TrainingRows:
             digest.update(f"{row_id} {time_us}\n".encode())
         return digest.hexdigest()
 
+    def values(self, name: str, indices: Sequence[int]) -> np.ndarray:
+        """One column at the row positions `indices` as a numpy array (nulls: NaN or None)."""
+        return self.table.column(name).take(pa.array(indices, pa.int64())).to_numpy(zero_copy_only=False)
+
     def events(self, indices: Sequence[int], chunk_rows: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
         """The raw events of the rows at positions `indices`, `chunk_rows` at a time."""
+        for chunk in self._slices(indices, chunk_rows):
+            yield _events(self.use_case, chunk)
+
+    def chunks(self, indices: Sequence[int], chunk_rows: int = CHUNK_ROWS) -> Iterator[EventColumns]:
+        """The rows at positions `indices` column-wise, `chunk_rows` at a time (iterating one gives its events)."""
+        for chunk in self._slices(indices, chunk_rows):
+            yield EventColumns(self.use_case, chunk.num_rows, _ArrowColumns(chunk),
+                               lambda chunk=chunk: _events(self.use_case, chunk))
+
+    def _slices(self, indices: Sequence[int], chunk_rows: int) -> Iterator[pa.Table]:
         payload = [c.name for c in layout_for(self.use_case).columns if c.name in self.table.column_names]
+        table = self.table.select([*payload, *(["event_time"] if "event_time" not in payload else [])])
         positions = np.asarray(indices, dtype=np.int64)
         for first in range(0, len(positions), chunk_rows):
-            chunk = self.table.select(payload).take(pa.array(positions[first : first + chunk_rows]))
-            yield events_from_columns(self.use_case, {name: chunk.column(name).to_pylist() for name in payload})
+            yield table.take(pa.array(positions[first : first + chunk_rows]))
+
+
+def _events(use_case: UseCase, chunk: pa.Table) -> list[dict[str, Any]]:
+    payload = [name for name in chunk.column_names if name != "event_time"]
+    return events_from_columns(use_case, {name: chunk.column(name).to_pylist() for name in payload})
+
+
+class _ArrowColumns(Mapping[str, Any]):
+    """The columns of an Arrow table as numpy arrays, each converted on first use; `timestamp` is the rows'
+    `event_time` in microseconds since the epoch (the instant the payload's ISO text names)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self._table = table
+        self._converted: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._converted:
+            if name == "timestamp":
+                values = self._table.column("event_time").cast(pa.int64()).to_numpy()
+            else:
+                values = self._table.column(name).to_numpy(zero_copy_only=False)
+            self._converted[name] = values
+        return self._converted[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table.column_names)
+
+    def __len__(self) -> int:
+        return self._table.num_columns
 
 
 def read_rows(settings: Settings, use_case: UseCase, request: TrainRequest, version: int | None = None,

@@ -23,7 +23,6 @@ marks the run KILLED without registering anything.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import threading
@@ -238,36 +237,22 @@ class Trainer:
 
     # loading ------------------------------------------------------------------------------------------------
     def features(self, rows: TrainingRows, split: Split) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]:
-        """Each block's feature frame (and labels) from its raw events; the test block's event ids.
-
-        The garbage collector is paused meanwhile: the loop makes millions of short-lived dicts and no cycle.
-        """
-        gc.disable()
-        try:
-            return self._features(rows, split)
-        finally:
-            gc.enable()
-
-    def _features(self, rows: TrainingRows, split: Split) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]:
+        """Each block's feature frame (and labels) from its rows, the formulas over columns; the test block's ids."""
         p, uc = self.progress, self.use_case
         total, done = sum(b.rows for b in split.blocks), 0
-        frames, labels, test_ids = {}, {}, []
+        frames, labels = {}, {}
         for block in split.blocks:
             builder = FeatureBuilder(uc)
-            values: list[float] = []
-            for events in rows.events(block.indices):
+            for chunk in rows.chunks(block.indices):
                 p.check()
-                builder.add(events)
-                if uc.label_field:
-                    values += [float(e[uc.label_field]) for e in events]
-                if block.name == "test":
-                    test_ids += [str(e[uc.id_field]) for e in events]
-                done += len(events)
+                builder.add(chunk)
+                done += len(chunk)
                 p.step(done / total, f"features of {done}/{total} rows ({block.name} block)")
             frames[block.name] = builder.frame()
             if uc.label_field:
-                labels[block.name] = np.asarray(values, dtype=float if self.kind == "regressor" else int)
-        return frames, labels, test_ids
+                labels[block.name] = rows.values(uc.label_field, block.indices).astype(
+                    float if self.kind == "regressor" else int)
+        return frames, labels, [str(i) for i in rows.column(uc.id_field, split.test.indices)]
 
     def _raw(self, rows: TrainingRows, split: Split) -> dict[str, list[Any]]:
         """Raw fields the diagnostics group errors by (ETA: day, hour and weather of each test trip)."""
