@@ -101,7 +101,8 @@ def _bar(ax: Axes, trace: Mapping[str, Any]) -> None:
         errors = trace.get("error_x", {}).get("array")
         width = trace.get("width", 0.8)
         if errors is None and width == 1 and len(y) > MANY_BARS and not isinstance(y[0], str):
-            ax.fill_betweenx(y, 0, x, step="mid", linewidth=0, label=trace.get("name"), **({"color": color} if color else {}))
+            colour = {"color": color} if color else {}  # else the next colour of the cycle, as bars take it
+            ax.fill_betweenx(y, 0, x, step="mid", linewidth=0, label=trace.get("name"), **colour)
             return
         ax.barh([str(v) for v in y] if y and isinstance(y[0], str) else y, x, height=width, xerr=errors,
                 color=color, label=trace.get("name"))
