@@ -3,7 +3,8 @@
 The table is read with `DeltaSnapshot`, the reader the `sql` function uses: the Delta log's live files at
 one version, never a glob of the folder's parquet files. Rows are filtered by event time (`since` ≤ t <
 `until`, pushed down to the parquet scan), sorted by (event_time, ce_source, ce_id) so that everything after
-is deterministic, sampled with a fixed seed (`sample_frac`), and cut to the newest `max_rows`. The rows go,
+is deterministic, sampled with a fixed seed (`sample_frac`), and cut to the newest `max_rows`; training reads
+only the columns it uses (`columns`: the features' inputs, id, label). The rows go,
 chunk by chunk, to the use case's one feature definition as columns (`chunks`: `EventColumns`, a column
 converted to numpy only when a formula reads it), or turn back into the raw events the producers sent
 (`events`, `coelho.core.table.events_from_columns`) where a model wants events one by one.
@@ -28,6 +29,12 @@ converted to numpy only when a formula reads it), or turn back into the raw even
 >>> chunk = next(data.chunks([1, 2]))
 >>> chunk.view()["device_info"]["os"].tolist(), list(chunk) == events[3:]
 (['iOS', 'iOS'], True)
+
+Read with only some columns, the rows still give their complete events (the rest read again for those rows):
+
+>>> some = read_rows(settings, USE_CASES["tfd"], TrainRequest("tfd"), columns=["amount"])
+>>> some.table.column_names, next(some.events([4, 1])) == [events[4], events[1]]
+(['amount', 'ce_id', 'ce_source', 'event_time'], True)
 """
 
 from __future__ import annotations
@@ -40,11 +47,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from coelho.adapters.delta_snapshot import DeltaSnapshot
 from coelho.adapters.delta_store import arrow_schema, storage_options
 from coelho.config import Settings
-from coelho.core.table import EventColumns, events_from_columns, layout_for
+from coelho.core.table import METADATA, EventColumns, events_from_columns, layout_for
 from coelho.core.train_request import TrainRequest
 from coelho.core.usecase import UseCase
 
@@ -68,6 +76,8 @@ class TrainingRows:
     uri: str
     version: int
     table: pa.Table
+    #: The table version's rows with every column (to complete events when `table` holds only some columns).
+    dataset: ds.Dataset | None = None
 
     @property
     def rows(self) -> int:
@@ -102,25 +112,36 @@ class TrainingRows:
     def events(self, indices: Sequence[int], chunk_rows: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
         """The raw events of the rows at positions `indices`, `chunk_rows` at a time."""
         for chunk in self._slices(indices, chunk_rows):
-            yield _events(self.use_case, chunk)
+            yield self._events(chunk)
 
     def chunks(self, indices: Sequence[int], chunk_rows: int = CHUNK_ROWS) -> Iterator[EventColumns]:
         """The rows at positions `indices` column-wise, `chunk_rows` at a time (iterating one gives its events)."""
         for chunk in self._slices(indices, chunk_rows):
-            yield EventColumns(self.use_case, chunk.num_rows, _ArrowColumns(chunk),
-                               lambda chunk=chunk: _events(self.use_case, chunk))
+            yield EventColumns(self.use_case, chunk.num_rows, _ArrowColumns(chunk), lambda c=chunk: self._events(c))
 
     def _slices(self, indices: Sequence[int], chunk_rows: int) -> Iterator[pa.Table]:
-        payload = [c.name for c in layout_for(self.use_case).columns if c.name in self.table.column_names]
-        table = self.table.select([*payload, *(["event_time"] if "event_time" not in payload else [])])
         positions = np.asarray(indices, dtype=np.int64)
         for first in range(0, len(positions), chunk_rows):
-            yield table.take(pa.array(positions[first : first + chunk_rows]))
+            yield self.table.take(pa.array(positions[first : first + chunk_rows]))
 
-
-def _events(use_case: UseCase, chunk: pa.Table) -> list[dict[str, Any]]:
-    payload = [name for name in chunk.column_names if name != "event_time"]
-    return events_from_columns(use_case, {name: chunk.column(name).to_pylist() for name in payload})
+    def _events(self, chunk: pa.Table) -> list[dict[str, Any]]:
+        """The complete events of a chunk's rows: the columns the table lacks are read again for exactly those rows
+        (same version; matched on the dedup key `(ce_source, ce_id)` within the chunk's time range)."""
+        payload = [c.name for c in layout_for(self.use_case).columns[: -len(METADATA)]]
+        missing = [name for name in payload if name not in chunk.column_names]
+        columns = {name: chunk.column(name).to_pylist() for name in payload if name in chunk.column_names}
+        if missing and self.dataset is not None and chunk.num_rows:
+            times = chunk.column("event_time")
+            found = self.dataset.to_table(columns=[*missing, "ce_source", "ce_id"], filter=(
+                (pc.field("event_time") >= pc.min(times)) & (pc.field("event_time") <= pc.max(times))
+                & pc.field("ce_id").isin(chunk.column("ce_id").combine_chunks())))
+            where = {key: i for i, key in enumerate(zip(found.column("ce_source").to_pylist(),
+                                                        found.column("ce_id").to_pylist(), strict=True))}
+            rows = [where[key] for key in zip(chunk.column("ce_source").to_pylist(), chunk.column("ce_id").to_pylist(),
+                                              strict=True)]
+            found = found.take(pa.array(rows, pa.int64()))
+            columns.update({name: found.column(name).to_pylist() for name in missing})
+        return events_from_columns(self.use_case, columns)
 
 
 class _ArrowColumns(Mapping[str, Any]):
@@ -161,7 +182,8 @@ def read_rows(settings: Settings, use_case: UseCase, request: TrainRequest, vers
             raise NoTrainingData(f"{uri} has no version {version} (latest {latest})")
         snapshot.pin(version)
     wanted = None if columns is None else sorted(set(columns) | {name for name, _ in SORT_KEYS})
-    table = snapshot.dataset().to_table(columns=wanted, filter=_time_filter(request))
+    dataset = snapshot.dataset()
+    table = dataset.to_table(columns=wanted, filter=_time_filter(request))
     if table.num_rows:
         table = table.take(pc.sort_indices(table, sort_keys=SORT_KEYS))
     if request.sample_frac is not None and request.sample_frac < 1:
@@ -171,7 +193,7 @@ def read_rows(settings: Settings, use_case: UseCase, request: TrainRequest, vers
         table = table.slice(table.num_rows - request.max_rows)
     schema = arrow_schema(layout_for(use_case))
     return TrainingRows(use_case, uri, version if version is not None else latest,
-                        table.cast(pa.schema([schema.field(name) for name in table.column_names])))
+                        table.cast(pa.schema([schema.field(name) for name in table.column_names])), dataset)
 
 
 def _time_filter(request: TrainRequest) -> pc.Expression | None:

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from coelho.core import ecci, eta, tfd
-from coelho.core.formulas import COLUMNS
-from coelho.core.table import EventColumns
+from coelho.core.formulas import COLUMNS, SCALAR
+from coelho.core.table import EventColumns, layout_for
 from coelho.core.usecase import UseCase
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BATCH_SPECS", "EXAMPLES", "MISSING", "BatchSpec", "Encoder", "FeatureBuilder", "FeatureColumns",
-    "feature_columns", "feature_frame", "feature_rows", "labels",
+    "feature_columns", "feature_frame", "feature_inputs", "feature_rows", "labels",
 ]
 
 #: One schema-valid event per use case (also the MLflow input examples).
@@ -97,6 +97,32 @@ def feature_columns(use_case: UseCase) -> FeatureColumns:
 
 
 _COLUMNS: dict[str, FeatureColumns] = {}
+
+
+def feature_inputs(use_case: UseCase) -> tuple[str, ...]:
+    """The table columns `use_case`'s formulas read, in the order they read them (the formulas run once on the
+    example event, over a mapping that records what is asked of it; they read every input unconditionally).
+
+    >>> from coelho.core import USE_CASES
+    >>> feature_inputs(USE_CASES["eta"])[:4]
+    ('timestamp', 'origin_lon', 'estimated_distance_km', 'weather')
+    """
+    from datetime import UTC, datetime
+
+    row = layout_for(use_case).row(EXAMPLES[use_case.key], ce_id="", ce_source="", ingested_at=datetime.now(UTC))
+    recording = _Recording(row)
+    use_case.formulas(EventColumns(use_case, 1, recording, list).view(), SCALAR)
+    return tuple(dict.fromkeys(recording.read))
+
+
+class _Recording(dict[str, Any]):
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        self.read: list[str] = []
+
+    def __getitem__(self, name: str) -> Any:
+        self.read.append(name)
+        return super().__getitem__(name)
 
 
 def feature_rows(use_case: UseCase, events: Iterable[Mapping[str, Any]]) -> list[list[Any]]:

@@ -139,7 +139,8 @@ def events_from_columns(use_case: UseCase, columns: Mapping[str, list[Any]]) -> 
     """The payloads of a table's rows given column-wise (the inverse of `TableLayout.row`).
 
     A null in a field that is not required is dropped (as the producer would have left it out); a
-    null in a nullable field stays null. Metadata columns are ignored.
+    null in a nullable field stays null. Metadata columns are ignored, and so is a field whose column is
+    not given (rows read with only some columns give events with only those fields).
 
     >>> from coelho.core import tfd
     >>> layout = layout_for(tfd.USE_CASE)
@@ -170,6 +171,8 @@ def _event_at(plan: _Plan, columns: Mapping[str, list[Any]], index: int) -> dict
     for name, source, keep_null in plan:
         if isinstance(source, list):
             event[name] = _event_at(source, columns, index)
+            continue
+        if source not in columns:
             continue
         value = columns[source][index]
         if value is not None or keep_null:
