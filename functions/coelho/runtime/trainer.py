@@ -282,7 +282,7 @@ class Trainer:
             **{f"split.{b.name}_from": b.time_range()[0] for b in split.blocks},
             **{f"split.{b.name}_to": b.time_range()[1] for b in split.blocks},
             "features": list(self.columns.names), "features.categorical": list(self.columns.categorical),
-            "features.source": f"coelho.core.{self.use_case.key}.features (the online models' feature function)",
+            "features.source": f"coelho.core.{self.use_case.key}.formulas (the online models' feature definition)",
         }
 
     # fitting ------------------------------------------------------------------------------------------------
