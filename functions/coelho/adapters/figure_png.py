@@ -25,6 +25,9 @@ from matplotlib.axes import Axes  # noqa: E402
 __all__ = ["png_bytes"]
 
 _DASHES = {"dash": "--", "dot": ":", "dashdot": "-."}
+#: Above this many touching horizontal bars (a silhouette plot) one filled outline draws them: same picture,
+#: milliseconds instead of seconds of patches.
+MANY_BARS = 200
 _COLORMAPS = {"Blues": "Blues", "Viridis": "viridis", "RdBu": "RdBu"}
 
 
@@ -97,6 +100,10 @@ def _bar(ax: Axes, trace: Mapping[str, Any]) -> None:
     if trace.get("orientation") == "h":
         errors = trace.get("error_x", {}).get("array")
         width = trace.get("width", 0.8)
+        if errors is None and width == 1 and len(y) > MANY_BARS and not isinstance(y[0], str):
+            colour = {"color": color} if color else {}  # else the next colour of the cycle, as bars take it
+            ax.fill_betweenx(y, 0, x, step="mid", linewidth=0, label=trace.get("name"), **colour)
+            return
         ax.barh([str(v) for v in y] if y and isinstance(y[0], str) else y, x, height=width, xerr=errors,
                 color=color, label=trace.get("name"))
     else:

@@ -1,10 +1,10 @@
-"""Batch features: the use case's online feature function, applied to many events, as model columns.
+"""Batch features: the use case's one feature definition, applied to many events, as model columns.
 
-There is one feature definition per use case (`UseCase.features`, the one the online models use);
-batch training, batch prediction and the online path all call it, event by event, so they cannot
-drift apart. This module only lays its output out in columns: strings are categorical (CatBoost
-takes them natively, no rank codes), everything else numeric. A missing categorical value is filled
-with `MISSING` explicitly (CatBoost refuses None).
+There is one feature definition per use case (`UseCase.formulas`, see `coelho.core.formulas`): the online
+models and batch prediction evaluate it event by event (`UseCase.features`), batch training over whole
+columns of a Delta table's rows (`EventColumns`), so they cannot drift apart. This module only lays its
+output out in columns: strings are categorical (CatBoost takes them natively, no rank codes), everything
+else numeric. A missing categorical value is filled with `MISSING` explicitly (CatBoost refuses None).
 
 Examples
 --------
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from coelho.core import ecci, eta, tfd
+from coelho.core.formulas import COLUMNS, SCALAR
+from coelho.core.table import EventColumns, layout_for
 from coelho.core.usecase import UseCase
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BATCH_SPECS", "EXAMPLES", "MISSING", "BatchSpec", "Encoder", "FeatureBuilder", "FeatureColumns",
-    "feature_columns", "feature_frame", "feature_rows", "labels",
+    "feature_columns", "feature_frame", "feature_inputs", "feature_rows", "labels",
 ]
 
 #: One schema-valid event per use case (also the MLflow input examples).
@@ -97,6 +99,32 @@ def feature_columns(use_case: UseCase) -> FeatureColumns:
 _COLUMNS: dict[str, FeatureColumns] = {}
 
 
+def feature_inputs(use_case: UseCase) -> tuple[str, ...]:
+    """The table columns `use_case`'s formulas read, in the order they read them (the formulas run once on the
+    example event, over a mapping that records what is asked of it; they read every input unconditionally).
+
+    >>> from coelho.core import USE_CASES
+    >>> feature_inputs(USE_CASES["eta"])[:4]
+    ('timestamp', 'origin_lon', 'estimated_distance_km', 'weather')
+    """
+    from datetime import UTC, datetime
+
+    row = layout_for(use_case).row(EXAMPLES[use_case.key], ce_id="", ce_source="", ingested_at=datetime.now(UTC))
+    recording = _Recording(row)
+    use_case.formulas(EventColumns(use_case, 1, recording, list).view(), SCALAR)
+    return tuple(dict.fromkeys(recording.read))
+
+
+class _Recording(dict[str, Any]):
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        self.read: list[str] = []
+
+    def __getitem__(self, name: str) -> Any:
+        self.read.append(name)
+        return super().__getitem__(name)
+
+
 def feature_rows(use_case: UseCase, events: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
     """One list of feature values per event, in `feature_columns` order (the serving path: no pandas)."""
     columns = feature_columns(use_case)
@@ -122,6 +150,9 @@ def feature_frame(use_case: UseCase, events: Sequence[Mapping[str, Any]]) -> pd.
 class FeatureBuilder:
     """Builds the feature DataFrame of many events chunk by chunk, so that memory stays columnar.
 
+    A chunk is a list of events (features event by event) or an `EventColumns` (the formulas over its
+    columns, in one pass: the training path); both give the same frame.
+
     >>> from coelho.core import USE_CASES
     >>> builder = FeatureBuilder(USE_CASES["tfd"]).add([EXAMPLES["tfd"]]).add([{**EXAMPLES["tfd"], "currency": "EUR"}])
     >>> frame = builder.frame()
@@ -134,11 +165,20 @@ class FeatureBuilder:
         self.columns = feature_columns(use_case)
         self.chunks: dict[str, list[Any]] = {name: [] for name in self.columns.names}
 
-    def add(self, events: Iterable[Mapping[str, Any]]) -> FeatureBuilder:
+    def add(self, events: Iterable[Mapping[str, Any]] | EventColumns) -> FeatureBuilder:
         """Append the features of one chunk of events."""
         import numpy as np
         import pandas as pd
 
+        if isinstance(events, EventColumns):
+            computed = self.use_case.formulas(events.view(), COLUMNS)
+            for name in self.columns.names:
+                if name in self.columns.categorical:
+                    self.chunks[name].append(pd.Categorical(_categorical_column(computed[name])))
+                else:
+                    values = np.broadcast_to(np.asarray(computed[name], np.float64), (len(events),))
+                    self.chunks[name].append(values)
+            return self
         rows = feature_rows(self.use_case, events)
         for index, name in enumerate(self.columns.names):
             values = [row[index] for row in rows]
@@ -254,3 +294,13 @@ def labels(use_case: UseCase, events: Iterable[Mapping[str, Any]]) -> list[float
 
 def _categorical(value: Any) -> str:
     return MISSING if value is None else str(value)
+
+
+def _categorical_column(values: Any) -> Any:
+    """A column of strings with `MISSING` for None (`_categorical` over a column of strings)."""
+    import numpy as np
+
+    column = np.asarray(values)
+    if column.dtype.kind != "O":
+        return column.astype(str)
+    return np.where(np.equal(column, None), MISSING, column)

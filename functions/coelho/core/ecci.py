@@ -19,13 +19,13 @@ from typing import Any
 from river import cluster, preprocessing
 
 from coelho.core.drift import DriftRule
+from coelho.core.formulas import SCALAR, Ops
 from coelho.core.metrics import ClusteringSuite, distance
 from coelho.core.schema import Field, Schema
 from coelho.core.select import Select
-from coelho.core.timeparts import local_time
 from coelho.core.usecase import ChampionRule, UseCase
 
-__all__ = ["EXAMPLE", "USE_CASE", "features"]
+__all__ = ["EXAMPLE", "USE_CASE", "features", "formulas"]
 
 EVENT_TYPES = ("page_view", "add_to_cart", "purchase", "search", "leave_review")
 PRODUCT_CATEGORIES = (
@@ -94,24 +94,29 @@ EXAMPLE: dict[str, Any] = {
 }
 
 
-def features(event: Mapping[str, Any]) -> dict[str, Any]:
-    """Numerics (nulls as 0) and categoricals (nulls as 'none') of one interaction."""
-    hour, _ = local_time(event["timestamp"], event["location"]["lon"])
+def formulas(event: Mapping[str, Any], ops: Ops) -> dict[str, Any]:
+    """Numerics (nulls as 0) and categoricals (nulls as 'none') of one interaction, or of columns of them."""
+    hour, _ = ops.local_time(event["timestamp"], event["location"]["lon"])
     device = event["device_info"]
     return {
-        "price": float(event["price"] or 0.0),
-        "quantity": float(event["quantity"] or 0),
-        "session_event_sequence": float(event["session_event_sequence"]),
-        "time_on_page_seconds": float(event["time_on_page_seconds"]),
+        "price": ops.num(ops.fill(event["price"], 0.0)),
+        "quantity": ops.num(ops.fill(event["quantity"], 0)),
+        "session_event_sequence": ops.num(event["session_event_sequence"]),
+        "time_on_page_seconds": ops.num(event["time_on_page_seconds"]),
         "event_type": event["event_type"],
-        "product_category": event["product_category"] or "none",
-        "product_id": event["product_id"] or "none",
-        "referrer_url": event["referrer_url"] or "none",
+        "product_category": ops.fill(event["product_category"], "none"),
+        "product_id": ops.fill(event["product_id"], "none"),
+        "referrer_url": ops.fill(event["referrer_url"], "none"),
         "device_type": device["device_type"],
         "os": device["os"],
         "browser": device["browser"],
-        "local_hour": str(hour),
+        "local_hour": ops.text(hour),
     }
+
+
+def features(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Model inputs of one interaction: `formulas` on plain Python values."""
+    return formulas(event, SCALAR)
 
 
 def centre_distance(outcome: Mapping[str, Any]) -> float | None:
@@ -153,6 +158,7 @@ USE_CASE = UseCase(
     partition_field="session_id",
     label_field=None,
     features=features,
+    formulas=formulas,
     presets={"default": default_model, "original": original_model},
     make_metrics=ClusteringSuite,
     champion=ChampionRule("Silhouette", "max", rolling="RollingSilhouette"),

@@ -24,13 +24,13 @@ from river import compose, forest, linear_model, metrics, optim, preprocessing
 from river.drift import ADWIN
 
 from coelho.core.drift import DriftRule
+from coelho.core.formulas import SCALAR, Ops
 from coelho.core.metrics import RegressionSuite
 from coelho.core.schema import Field, Schema
 from coelho.core.select import Select
-from coelho.core.timeparts import local_time
 from coelho.core.usecase import ChampionRule, UseCase
 
-__all__ = ["EXAMPLE", "USE_CASE", "features"]
+__all__ = ["EXAMPLE", "USE_CASE", "features", "formulas"]
 
 WEATHER = ("Clear", "Clouds", "Rain", "Heavy Rain", "Fog", "Thunderstorm")
 VEHICLE_TYPES = ("Sedan", "SUV", "Hatchback", "Motorcycle", "Van")
@@ -92,29 +92,34 @@ EXAMPLE: dict[str, Any] = {
 }
 
 
-def features(event: Mapping[str, Any]) -> dict[str, Any]:
-    """Model inputs of one trip: distance, estimate, local time, weather, vehicle, driver."""
-    hour, weekday = local_time(event["timestamp"], event["origin"]["lon"])
+def formulas(event: Mapping[str, Any], ops: Ops) -> dict[str, Any]:
+    """Model inputs of one trip, or of columns of them: distance, estimate, local time, weather, vehicle, driver."""
+    hour, weekday = ops.local_time(event["timestamp"], event["origin"]["lon"])
     distance = event["estimated_distance_km"]
     weekend = weekday >= 5
-    rush = float(not weekend and (6 <= hour < 9 or 16 <= hour < 19))
-    bad_weather = float(event["weather"] in BAD_WEATHER)
+    rush = ops.num((weekday < 5) & (((hour >= 6) & (hour < 9)) | ((hour >= 16) & (hour < 19))))
+    bad_weather = ops.num(ops.isin(event["weather"], BAD_WEATHER))
     return {
         "distance_km": distance,
-        "log_distance": math.log1p(distance),
-        "initial_estimate_s": float(event["initial_estimated_travel_time_seconds"]),
+        "log_distance": ops.log1p(distance),
+        "initial_estimate_s": ops.num(event["initial_estimated_travel_time_seconds"]),
         "driver_rating": event["driver_rating"],
         "temperature_celsius": event["temperature_celsius"],
-        "local_hour": float(hour),
+        "local_hour": ops.num(hour),
         "rush_hour": rush,
-        "weekend": float(weekend),
+        "weekend": ops.num(weekend),
         "rush_distance": rush * distance,
         "bad_weather": bad_weather,
         "bad_weather_distance": bad_weather * distance,
         "weather": event["weather"],
         "vehicle_type": event["vehicle_type"],
-        "time_slot": f"{'weekend' if weekend else 'weekday'}-{hour:02d}",
+        "time_slot": ops.join(ops.where(weekend, "weekend", "weekday"), "-", ops.text(hour, 2)),
     }
+
+
+def features(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Model inputs of one trip: `formulas` on plain Python values."""
+    return formulas(event, SCALAR)
 
 
 def _encoder(numeric: tuple[str, ...], categorical: tuple[str, ...]) -> Any:
@@ -182,6 +187,7 @@ USE_CASE = UseCase(
     partition_field="driver_id",
     label_field="simulated_actual_travel_time_seconds",
     features=features,
+    formulas=formulas,
     presets={"default": default_model, "original": original_model},
     make_metrics=RegressionSuite,
     champion=ChampionRule("MAE", "min", rolling="RollingMAE"),

@@ -20,7 +20,7 @@ Column(name='is_fraud', kind='int', nullable=False)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,7 +28,7 @@ from typing import Any, Literal
 from coelho.core.schema import Field
 from coelho.core.usecase import UseCase
 
-__all__ = ["METADATA", "TABLE_NAMES", "Column", "TableLayout", "events_from_columns", "layout_for"]
+__all__ = ["METADATA", "TABLE_NAMES", "Column", "EventColumns", "TableLayout", "events_from_columns", "layout_for"]
 
 ColumnKind = Literal["str", "int", "float", "bool", "timestamp"]
 
@@ -139,7 +139,8 @@ def events_from_columns(use_case: UseCase, columns: Mapping[str, list[Any]]) -> 
     """The payloads of a table's rows given column-wise (the inverse of `TableLayout.row`).
 
     A null in a field that is not required is dropped (as the producer would have left it out); a
-    null in a nullable field stays null. Metadata columns are ignored.
+    null in a nullable field stays null. Metadata columns are ignored, and so is a field whose column is
+    not given (rows read with only some columns give events with only those fields).
 
     >>> from coelho.core import tfd
     >>> layout = layout_for(tfd.USE_CASE)
@@ -171,8 +172,61 @@ def _event_at(plan: _Plan, columns: Mapping[str, list[Any]], index: int) -> dict
         if isinstance(source, list):
             event[name] = _event_at(source, columns, index)
             continue
+        if source not in columns:
+            continue
         value = columns[source][index]
         if value is not None or keep_null:
             event[name] = value
     return event
 
+
+
+@dataclass(frozen=True)
+class EventColumns:
+    """A chunk of a table's rows given column-wise: what a use case's `formulas` read in one pass.
+
+    `columns` maps a table column name to an array of its values (the `timestamp` column: the rows'
+    `event_time`, microseconds since the epoch; nulls as None, or NaN in a float array); it may convert a
+    column only when asked for it. `events` makes the same rows as event dicts. Iterating the chunk gives those
+    events, so it can stand wherever events are expected; `view()` is the payload-shaped mapping of columns
+    the formulas take.
+
+    >>> from coelho.core import ecci
+    >>> chunk = EventColumns(ecci.USE_CASE, 2, {"location_lon": [1.0, 2.0], "price": [None, 3.0]}, lambda: [])
+    >>> view = chunk.view()
+    >>> view["location"]["lon"], view["price"], len(chunk), list(chunk)
+    ([1.0, 2.0], [None, 3.0], 2, [])
+    """
+
+    use_case: UseCase
+    count: int
+    columns: Mapping[str, Any]
+    events: Callable[[], list[dict[str, Any]]]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.events())
+
+    def view(self) -> Mapping[str, Any]:
+        """The columns nested like the payload: `view()["location"]["lon"]` is the `location_lon` column."""
+        return _NestedColumns(_unflatten_plan(self.use_case.schema.fields, ""), self.columns)
+
+
+class _NestedColumns(Mapping[str, Any]):
+    """A payload-shaped mapping over flat columns, reading a column only when a formula asks for it."""
+
+    def __init__(self, plan: _Plan, columns: Mapping[str, Any]) -> None:
+        self._plan = {name: source for name, source, _ in plan}
+        self._columns = columns
+
+    def __getitem__(self, name: str) -> Any:
+        source = self._plan[name]
+        return _NestedColumns(source, self._columns) if isinstance(source, list) else self._columns[source]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._plan)
+
+    def __len__(self) -> int:
+        return len(self._plan)

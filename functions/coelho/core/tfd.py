@@ -15,7 +15,6 @@ Examples
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,13 +22,13 @@ from river import forest, imblearn, linear_model, optim, preprocessing
 from river.drift import ADWIN
 
 from coelho.core.drift import DriftRule
+from coelho.core.formulas import SCALAR, Ops
 from coelho.core.metrics import ClassificationSuite
 from coelho.core.schema import Field, Schema
 from coelho.core.select import Select
-from coelho.core.timeparts import local_time
 from coelho.core.usecase import ChampionRule, UseCase
 
-__all__ = ["EXAMPLE", "USE_CASE", "features"]
+__all__ = ["EXAMPLE", "USE_CASE", "features", "formulas"]
 
 CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CAD", "AUD", "BRL")
 PRODUCT_CATEGORIES = (
@@ -94,20 +93,20 @@ EXAMPLE: dict[str, Any] = {
 }
 
 
-def features(event: Mapping[str, Any]) -> dict[str, Any]:
-    """Model inputs of one transaction (never the label, ids, IP or user agent)."""
-    hour, weekday = local_time(event["timestamp"], event["location"]["lon"])
+def formulas(event: Mapping[str, Any], ops: Ops) -> dict[str, Any]:
+    """Model inputs of one transaction, or of columns of them (never the label, ids, IP or user agent)."""
+    hour, weekday = ops.local_time(event["timestamp"], event["location"]["lon"])
     age = event["account_age_days"]
     device = event["device_info"]
     return {
-        "log_amount": math.log1p(event["amount"]),
-        "account_age_days": float(age),
-        "new_account": float(age < 30),
-        "cvv_missing": float(not event["cvv_provided"]),
-        "billing_mismatch": float(not event["billing_address_match"]),
+        "log_amount": ops.log1p(event["amount"]),
+        "account_age_days": ops.num(age),
+        "new_account": ops.num(age < 30),
+        "cvv_missing": 1.0 - ops.num(event["cvv_provided"]),
+        "billing_mismatch": 1.0 - ops.num(event["billing_address_match"]),
         "local_hour": hour,
-        "night": float(hour < 6),
-        "weekend": float(weekday >= 5),
+        "night": ops.num(hour < 6),
+        "weekend": ops.num(weekday >= 5),
         "currency": event["currency"],
         "product_category": event["product_category"],
         "transaction_type": event["transaction_type"],
@@ -115,6 +114,11 @@ def features(event: Mapping[str, Any]) -> dict[str, Any]:
         "os": device["os"],
         "browser": device["browser"],
     }
+
+
+def features(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Model inputs of one transaction: `formulas` on plain Python values."""
+    return formulas(event, SCALAR)
 
 
 def default_model() -> Any:
@@ -159,6 +163,7 @@ USE_CASE = UseCase(
     partition_field="user_id",
     label_field="is_fraud",
     features=features,
+    formulas=formulas,
     presets={"default": default_model, "original": original_model},
     make_metrics=ClassificationSuite,
     champion=ChampionRule("FBeta", "max", rolling="RollingFBeta"),

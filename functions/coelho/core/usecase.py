@@ -56,6 +56,9 @@ class UseCase:
     partition_field: str
     label_field: str | None
     features: Callable[[Mapping[str, Any]], Features]
+    #: The one feature definition `features` evaluates: `formulas(event, SCALAR)` for one event, `formulas(columns,
+    #: COLUMNS)` for a chunk of events given column-wise (`coelho.core.formulas`).
+    formulas: Callable[[Mapping[str, Any], Any], Features]
     presets: Mapping[str, Callable[[], Any]]
     make_metrics: Callable[[], MetricSuite]
     champion: ChampionRule

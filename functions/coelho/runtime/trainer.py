@@ -23,7 +23,6 @@ marks the run KILLED without registering anything.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import threading
@@ -40,7 +39,7 @@ from coelho.adapters.training_data import NoTrainingData, TrainingRows, read_row
 from coelho.adapters.training_state import TrainingState
 from coelho.config import Settings
 from coelho.core import USE_CASES, OnlineModel
-from coelho.core.batch import BATCH_SPECS, Encoder, FeatureBuilder, feature_columns
+from coelho.core.batch import BATCH_SPECS, Encoder, FeatureBuilder, feature_columns, feature_inputs
 from coelho.core.batch_metrics import best_threshold, nearest_centre
 from coelho.core.champion import test_window
 from coelho.core.progress import Progress, Stopped
@@ -51,12 +50,22 @@ from coelho.core.usecase import UseCase
 from coelho.runtime.batch_fit import FitOptions, fit_catboost, k_search
 
 __all__ = ["AlreadyTraining", "Plan", "TooSmall", "TrainOutcome", "Trainer", "TrainingFailed", "fit_options",
-           "outcome_json", "plan_training", "run_training"]
+           "outcome_json", "plan_training", "run_training", "training_columns"]
 
 log = logging.getLogger(__name__)
 
 #: How often progress goes to Redis (and the lock is renewed, and a stop request looked for).
 REPORT_S = 0.5
+#: Raw fields the diagnostics group the test block's errors by (ETA: day, hour and weather of each trip).
+RAW_FIELDS = {"regressor": ("day_of_week", "hour_of_day", "weather")}
+
+
+def training_columns(use_case: UseCase) -> list[str]:
+    """The table columns a training reads (with the label, the label delay and the sort keys `plan_training` and
+    `read_rows` add): the features' inputs — `timestamp` comes from `event_time` —, the id and the raw fields the
+    diagnostics use. Complete events, where a model wants them, read the other columns for their rows only."""
+    inputs = [name for name in feature_inputs(use_case) if name != "timestamp"]
+    return [*inputs, use_case.id_field, *RAW_FIELDS.get(BATCH_SPECS[use_case.key].model, ())]
 
 
 class TrainingFailed(RuntimeError):
@@ -166,7 +175,7 @@ class Trainer:
 
         p, uc, registry = self.progress, self.use_case, self.registry
         p.enter("loading", f"reading {self.settings.delta_uri(uc.key)} (request {self.request.as_json()})")
-        plan = self.plan or plan_training(self.settings, self.request, self.delta_version)
+        plan = self.plan or plan_training(self.settings, self.request, self.delta_version, training_columns(uc))
         rows, split = plan.rows, plan.split
         p.log(f"Delta version {rows.version}: {rows.rows} rows selected; train {split.train.rows}, validation "
               f"{split.validation.rows}, test {split.test.rows}, {split.dropped} in the gaps of "
@@ -238,42 +247,26 @@ class Trainer:
 
     # loading ------------------------------------------------------------------------------------------------
     def features(self, rows: TrainingRows, split: Split) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]:
-        """Each block's feature frame (and labels) from its raw events; the test block's event ids.
-
-        The garbage collector is paused meanwhile: the loop makes millions of short-lived dicts and no cycle.
-        """
-        gc.disable()
-        try:
-            return self._features(rows, split)
-        finally:
-            gc.enable()
-
-    def _features(self, rows: TrainingRows, split: Split) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]:
+        """Each block's feature frame (and labels) from its rows, the formulas over columns; the test block's ids."""
         p, uc = self.progress, self.use_case
         total, done = sum(b.rows for b in split.blocks), 0
-        frames, labels, test_ids = {}, {}, []
+        frames, labels = {}, {}
         for block in split.blocks:
             builder = FeatureBuilder(uc)
-            values: list[float] = []
-            for events in rows.events(block.indices):
+            for chunk in rows.chunks(block.indices):
                 p.check()
-                builder.add(events)
-                if uc.label_field:
-                    values += [float(e[uc.label_field]) for e in events]
-                if block.name == "test":
-                    test_ids += [str(e[uc.id_field]) for e in events]
-                done += len(events)
+                builder.add(chunk)
+                done += len(chunk)
                 p.step(done / total, f"features of {done}/{total} rows ({block.name} block)")
             frames[block.name] = builder.frame()
             if uc.label_field:
-                labels[block.name] = np.asarray(values, dtype=float if self.kind == "regressor" else int)
-        return frames, labels, test_ids
+                labels[block.name] = rows.values(uc.label_field, block.indices).astype(
+                    float if self.kind == "regressor" else int)
+        return frames, labels, [str(i) for i in rows.column(uc.id_field, split.test.indices)]
 
     def _raw(self, rows: TrainingRows, split: Split) -> dict[str, list[Any]]:
         """Raw fields the diagnostics group errors by (ETA: day, hour and weather of each test trip)."""
-        if self.kind != "regressor":
-            return {}
-        return {name: rows.column(name, split.test.indices) for name in ("day_of_week", "hour_of_day", "weather")}
+        return {name: rows.column(name, split.test.indices) for name in RAW_FIELDS.get(self.kind, ())}
 
     def _base_params(self, plan: Plan) -> dict[str, Any]:
         split = plan.split
@@ -289,7 +282,7 @@ class Trainer:
             **{f"split.{b.name}_from": b.time_range()[0] for b in split.blocks},
             **{f"split.{b.name}_to": b.time_range()[1] for b in split.blocks},
             "features": list(self.columns.names), "features.categorical": list(self.columns.categorical),
-            "features.source": f"coelho.core.{self.use_case.key}.features (the online models' feature function)",
+            "features.source": f"coelho.core.{self.use_case.key}.formulas (the online models' feature definition)",
         }
 
     # fitting ------------------------------------------------------------------------------------------------
@@ -419,7 +412,7 @@ def run_training(settings: Settings, request: TrainRequest, progress: Progress |
     progress.enter("starting", f"{request.use_case} training requested: {request.as_json()}")
     if delta_version is None:  # read and check the rows before anything is created; then train on exactly them
         progress.log(f"reading and checking the rows of {settings.delta_uri(use_case.key)}")
-        plan = plan_training(settings, request)
+        plan = plan_training(settings, request, columns=training_columns(use_case))
         delta_version = plan.rows.version
     state = TrainingState.open(settings, use_case.key)
     started_at = datetime.now(UTC).isoformat()
