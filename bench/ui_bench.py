@@ -19,6 +19,7 @@ timers, which poll the status (shared by all tabs) and push updates to every one
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import re
@@ -202,6 +203,7 @@ def _clicks(browser: webdriver.Chrome, count: int, marker: str = "Prediction ") 
                   "handler": float(seen["handler"]), "ui_http": float(seen["call"])}
         click["nicegui"] = click["server"] - click["handler"]  # socket.io in and out, NiceGUI's dispatch and outbox
         click["handler_own"] = click["handler"] - click["ui_http"]  # the handler's work besides its HTTP call
+        click["at"] = seen["click"]
         clicks.append(click)
     return clicks
 
@@ -225,7 +227,12 @@ def _cpu_share(pid: int, seconds: float) -> float:
 
 def _medians(clicks: list[dict[str, float]]) -> dict[str, float]:
     """The median of each part over `clicks`."""
-    return {part: statistics.median(click[part] for click in clicks) for part in clicks[0]}
+    return {part: statistics.median(click[part] for click in clicks) for part in clicks[0] if part != "at"}
+
+
+def _pace(clicks: list[dict[str, float]]) -> float:
+    """The median time between consecutive clicks (s)."""
+    return statistics.median(later["at"] - earlier["at"] for earlier, later in itertools.pairwise(clicks)) / 1000
 
 
 def ui_bench(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
@@ -246,7 +253,7 @@ def ui_bench(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
     assert ui.process is not None
     ui_url, hello_url = f"http://127.0.0.1:{ui.port}", f"http://127.0.0.1:{hello.port}"
     direct = [predict_request("tfd", event) for event in events[EVENTS:]]
-    rounds: dict[str, list[Any]] = {"ui": [], "direct": [], "hello": []}
+    rounds: dict[str, list[Any]] = {"ui": [], "direct": [], "paced": [], "hello": []}
     with chromium() as browser:
         with SimulatedUsers(ui_url, USERS) as users:
             log.info("ui: %d simulated users on %s; %d page loads each", USERS, PAGE, plan.ui_loads)
@@ -256,6 +263,8 @@ def ui_bench(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
                 _, latencies = post(predict.port, direct, timed_from=2)
                 rounds["direct"].append([seconds * 1000 for seconds in latencies])
                 rounds["ui"].append(_clicks(_open(browser, ui_url + PAGE), plan.ui_predictions))
+                _, latencies = post(predict.port, direct, timed_from=2, gap=_pace(rounds["ui"][-1]))
+                rounds["paced"].append([seconds * 1000 for seconds in latencies])
                 rounds["hello"].append(_clicks(_open(browser, hello_url), plan.ui_predictions, "Echo "))
             _open(browser, ui_url + PAGE)
             cpu_users = _cpu_share(ui.process.pid, IDLE_S)  # the users' tabs and the browser's, nobody clicking
@@ -266,7 +275,7 @@ def ui_bench(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
                    for side in ("ui", "hello"))
     page, baseline = _summary(loads), _summary(hello_loads)
     predicted = _summary([click["round_trip"] for click in best])
-    straight = _summary(min(rounds["direct"], key=statistics.median))
+    straight, paced = (_summary(min(rounds[side], key=statistics.median)) for side in ("direct", "paced"))
     parts = _medians(best)
     return {
         "users": USERS, "user_updates": updates, "page": PAGE, "loads": plan.ui_loads,
@@ -276,6 +285,9 @@ def ui_bench(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
         "predictions": plan.ui_predictions, "predict_p50_ms": predicted["p50"], "predict_p99_ms": predicted["p99"],
         "direct_p50_ms": straight["p50"], "direct_p99_ms": straight["p99"],
         "ratio": predicted["p50"] / straight["p50"],
+        "paced_direct_p50_ms": paced["p50"], "paced_ratio": predicted["p50"] / paced["p50"],
+        "pace_ms": statistics.median(_pace(clicks) * 1000 for clicks in rounds["ui"]),
+        "paced_call_ratio": parts["ui_http"] / paced["p50"],
         "parts_p50_ms": parts, "ui_http_p50_ms": parts["ui_http"], "handler_p50_ms": parts["handler"],
         "server_p50_ms": parts["server"], "server_ratio": parts["server"] / straight["p50"],
         "handler_ratio": parts["handler"] / straight["p50"], "ui_http_ratio": parts["ui_http"] / straight["p50"],
@@ -284,6 +296,6 @@ def ui_bench(processes: Processes, plan: Plan, seed: int) -> dict[str, Any]:
         "alone_predict_p50_ms": statistics.median(click["round_trip"] for click in alone),
         "alone_parts_p50_ms": _medians(alone), "ui_cpu_users": cpu_users, "ui_cpu_alone": cpu_alone,
         "samples": {"load_ms": loads, "hello_load_ms": hello_loads, "fcp_ms": fcp, "hello_fcp_ms": hello_fcp},
-        "rounds": {"direct": [statistics.median(samples) for samples in rounds["direct"]],
+        "rounds": {**{side: [statistics.median(samples) for samples in rounds[side]] for side in ("direct", "paced")},
                    **{side: [_medians(clicks) for clicks in rounds[side]] for side in ("ui", "hello")}},
     }
