@@ -1,7 +1,7 @@
 """The functions (and MLflow's REST API) over HTTP: one `aiohttp.ClientSession`, every call bounded, none raising.
 
 The session keeps its connections alive and pools them per function, so a call costs one request on an open
-connection: about 0.75 ms to a local predict function where `httpx.AsyncClient` took 1.2 to 4 ms on the same
+connection: about 0.75 ms to a local predict function where `httpx.AsyncClient` took 1.2 to 7.5 ms on the same
 machine (bench/README.md, ui).
 
 A call answers a `Reply`: the status and JSON body when the function answered, or `status=None` and an
