@@ -1,9 +1,9 @@
 """ui: the web UI in Debian's Chromium, with `USERS` simulated users keeping a live tab open meanwhile.
 
 The stack: `tfd-learn` (which has learned `EVENTS` events and checkpointed), `tfd-predict`, `coelho ui` pointed at
-them, and a bare NiceGUI page (`ui_hello.py`, one label) as the baseline page. `USERS` simulated users each load
-/tfd/incremental and hold its NiceGUI websocket (python-socketio, no browser): the server runs their tabs'
-timers, which poll the status (shared by all tabs) and push updates to every one of them, for the whole section.
+them, and a bare NiceGUI page (`ui_hello.py`: one label, an Echo button) as the baseline page. `USERS` simulated
+users each load /tfd/incremental and hold its NiceGUI websocket (python-socketio, no browser): the server runs
+their tabs' timers, which poll the status (shared by all tabs) and push updates to every one of them.
 
 - `load_p50_ms`, `load_p99_ms`: navigation start → the first animation frame in which /tfd/incremental shows its
   live model card (text `live model, seq`, which needs the websocket and the predict function's /status), over
@@ -11,9 +11,13 @@ timers, which poll the status (shared by all tabs) and push updates to every one
   contentful paint of the same loads.
 - `predict_p50_ms`: a click on Predict → the result's line changing in the DOM, timed in the page (browser →
   websocket → UI → tfd-predict → UI → websocket → DOM); `direct_p50_ms`: the same predictions POSTed straight to
-  tfd-predict over one keep-alive connection (what `curl` or any client pays); `ratio = predict_p50_ms /
-  direct_p50_ms`, target <= 1.5. Rounds alternate the two; each keeps its best round's median.
-  `ui_http_p50_ms` is the UI's own call to tfd-predict within those clicks (what the result line says).
+  tfd-predict back to back over one keep-alive connection; `ratio = predict_p50_ms / direct_p50_ms`, target
+  <= 1.5. `paced_direct_p50_ms`: the same POSTs as far apart as the clicks (`paced_ratio`). Rounds alternate
+  direct, UI, paced direct and the baseline page's Echo button; each side keeps its best round's median.
+- `parts_p50_ms`: each click split (see CLICK and PARTS) into the browser's share, the websocket and UI server's
+  share, and inside the latter the UI's handler and its call to tfd-predict (timings the result line carries);
+  `hello_click_p50_ms`: the same round trip through the bare page's Echo button, the floor of any NiceGUI click.
+- `ui_cpu_users`, `ui_cpu_alone`: the UI process's CPU share with the users' tabs open and without them.
 """
 
 from __future__ import annotations
