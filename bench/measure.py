@@ -139,8 +139,9 @@ def percentile(samples: Sequence[float], q: int) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[q - 1]
 
 
-def post(port: int, requests: Sequence[Request], timed_from: int = 0) -> tuple[float, list[float]]:
-    """POST `requests` in order over one new keep-alive connection; any status >= 300 is an error.
+def post(port: int, requests: Sequence[Request], timed_from: int = 0, gap: float = 0.0) -> tuple[float, list[float]]:
+    """POST `requests` in order over one new keep-alive connection, `gap` seconds apart (0: back to back); any
+    status >= 300 is an error.
 
     Returns the wall time from `requests[timed_from]` to the end and each of those requests' latency.
     """
@@ -149,6 +150,8 @@ def post(port: int, requests: Sequence[Request], timed_from: int = 0) -> tuple[f
     began = time.perf_counter()
     try:
         for index, request in enumerate(requests):
+            if gap:
+                time.sleep(gap)
             if index == timed_from:
                 began = time.perf_counter()
             sent = time.perf_counter()

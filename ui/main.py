@@ -7,7 +7,6 @@ configuration), which is why `serve` runs under the `__main__` guard too.
 
 from __future__ import annotations
 
-import logging
 import secrets
 
 from nicegui import app, ui
@@ -32,7 +31,6 @@ def root() -> None:
 
 def serve(settings: Settings, port: int = 8080, host: str = "0.0.0.0") -> None:
     """Run the UI until interrupted (one process: NiceGUI keeps each tab's state in memory)."""
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per status poll
     app.on_startup(lambda: (live.reset(), client.connect(settings)))
     app.on_shutdown(client.disconnect)
     ui.run(root, host=host, port=port, title="COELHO RealTime", favicon="⚡", reload=False, show=False,

@@ -25,7 +25,7 @@ def test_the_ui_is_only_an_http_client():
     forbidden = {"mlflow", "flask", "duckdb", "deltalake", "catboost", "coelho.adapters"}
     assert loaded & forbidden == set()
     assert [name for name in loaded if name.startswith("coelho.runtime.")] == ["coelho.runtime.catalog"]
-    assert {"httpx", "nicegui", "coelho.runtime.catalog"} <= loaded
+    assert {"aiohttp", "nicegui", "coelho.runtime.catalog"} <= loaded
 
 
 def test_every_required_field_has_a_place_in_the_form():
