@@ -276,12 +276,22 @@ def test_batch_rows_check_overhead_memory_at_1m_latency_and_stop(bench: SimpleNa
 
 
 def test_ui_rows_page_load_without_target_and_round_trip_ratio(bench: SimpleNamespace) -> None:
+    parts = {"browser_out": 0.2, "server": 8.5, "browser_in": 0.7, "round_trip": 9.2, "to_frame": 7.4,
+             "handler": 2.6, "ui_http": 2.29, "handler_own": 0.31, "nicegui": 3.94}
     result = {"users": 20, "load_p50_ms": 512.3, "load_p99_ms": 1798.0, "hello_load_p50_ms": 99.4,
               "hello_load_p99_ms": 120.2, "load_ratio": 5.16, "fcp_p50_ms": 372.0, "predict_p50_ms": 0.9,
-              "predict_p99_ms": 2.0, "ui_http_p50_ms": 0.5, "direct_p50_ms": 0.6, "ratio": 1.5}
-    load, ratio = bench.report.ui_rows(result)
+              "predict_p99_ms": 2.0, "ui_http_p50_ms": 0.5, "direct_p50_ms": 0.6, "ratio": 1.5,
+              "paced_direct_p50_ms": 2.29, "paced_ratio": 4.02, "parts_p50_ms": parts, "hello_click_p50_ms": 3.4,
+              "server_ratio": 6.95, "handler_ratio": 2.12, "ui_http_ratio": 1.87, "paced_call_ratio": 1.0,
+              "alone_predict_p50_ms": 11.1, "ui_cpu_users": 0.01, "ui_cpu_alone": 0.008}
+    load, ratio, split, server = bench.report.ui_rows(result)
     assert (load.measured, load.ok) == ("512/1798 ms", None) and "bare NiceGUI page 99/120 ms (x5.16)" in load.detail
     assert (ratio.measured, ratio.target, ratio.ok) == ("1.50", "<= 1.5", True)
-    assert "20 simulated users" in ratio.detail and "direct p50 0.6 ms" in ratio.detail
+    assert "20 simulated users" in ratio.detail and "direct p50 0.60 ms back to back" in ratio.detail
+    assert "2.29 ms paced like the clicks (x4.02)" in ratio.detail
+    assert (split.measured, split.ok) == ("9.2 ms", None) and "call 2.29 + own 0.31" in split.detail
+    assert "bare NiceGUI click 3.4 ms" in split.detail
+    assert (server.measured, server.ok) == ("6.95", None) and "(x1.00 paced)" in server.detail
+    assert "1.0% of a core with the users, 0.8% without" in server.detail
     assert bench.report.ui_rows({**result, "ratio": 1.51})[1].ok is False
     assert [row.ok for row in bench.report.ui_rows({"error": "RuntimeError: no chromium"})] == [False]
