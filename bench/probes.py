@@ -100,6 +100,10 @@ def breakdown(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     for part in (*PER_EVENT_PARTS, "append_wait"):
         per = delta(part, "count") if part in PER_OWN_COUNT else learned
         result[f"{part}_ms"] = delta(part, "seconds") * 1000 / per if per else None
+    collections = delta("gc2", "count")
+    result["gc2_count"] = collections  # full collections during the phase, and the longest since the start
+    result["gc2_mean_ms"] = delta("gc2", "seconds") * 1000 / collections if collections else None
+    result["gc2_max_ms"] = last.get("gc2", {}).get("max_seconds", 0) * 1000
     probes = delta("loop_lag", "count")
     result["loop_lag_mean_ms"] = delta("loop_lag", "seconds") * 1000 / probes if probes else None
     result["loop_lag_max_ms"] = last.get("loop_lag", {}).get("max_seconds", 0) * 1000  # since the start

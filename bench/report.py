@@ -280,6 +280,8 @@ def breakdown_text(backlog: Mapping[str, Any]) -> str:
         text += f" ({', '.join(named)})"
     if parts.get("loop_lag_mean_ms") is not None:
         text += f"; loop lag mean {parts['loop_lag_mean_ms']:.2f} ms, max {parts['loop_lag_max_ms']:.1f} ms"
+    if parts.get("gc2_count"):
+        text += f"; {parts['gc2_count']} full GCs, max {parts['gc2_max_ms']:.1f} ms"
     others = ", ".join(f"{name} {cpu[name]:.2f}" for name in ("dispatcher_senders", "dispatcher_loop", "valkey",
                                                               "kafka_broker") if name in cpu)
     ceiling = backlog.get("cpu_ceiling_events_per_s")
@@ -515,10 +517,11 @@ def spread(tables: Sequence[Sequence[Row]]) -> list[dict[str, Any]]:
 def render_spread(figures: Sequence[Mapping[str, Any]]) -> str:
     """The spread as a plain-text table."""
     def cell(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:,.4g}"
+        return "n/a" if value is None else f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
     return render([Row(f["use_case"], f["figure"], f"{cell(f['min'])} / {cell(f['median'])} / {cell(f['max'])} "
-                       f"{f['unit']}".rstrip(), "min / median / max", f["target"],
+                       f"{f['unit']}".rstrip(), "min / median / max" + (
+                           f"; target met in {f['passed']} runs" if f["passed"] != "-" else ""), f["target"],
                        None if f["passed"] == "-" else f["passed"].split("/")[0] == f["passed"].split("/")[1])
                    for f in figures])
 

@@ -20,6 +20,7 @@ and writes the checkpoints and the status. `handle` is the same for a caller tha
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import math
@@ -81,8 +82,9 @@ class _Ticket:
 class Parts:
     """CPU seconds (of the thread doing it) and counts per part of the event path, in this process.
 
-    Two parts are wall time: `loop_lag` (how late the event loop's probe timer fired) and `append_wait`
-    (an event loop's wait for its WAL append's round trip, counted per event of the batch).
+    Some parts are wall time: `loop_lag` (how late the event loop's probe timer fired), `append_wait`
+    (an event loop's wait for its WAL append's round trip, counted per event of the batch) and `gc0`..`gc2`
+    (the interpreter's garbage collections of each generation, which stop every thread).
 
     `status()` reports them as `timings`, so a benchmark can tell where an event's time goes.
 
@@ -160,6 +162,8 @@ class Learner:
         self.history = History(use_case, settings, self.holder) if settings.mlflow else None
         self.drift_events = DriftNotifier(use_case.key, state, settings.drift_sink) if settings.drift_sink else None
         self.parts = Parts()
+        self.gc_started = 0.0
+        gc.callbacks.append(self._time_gc)
         self.wal = AsyncAppender(state)  # the event loop's appends
         self.loop_queue: list[_Ticket] = []  # events an event loop submitted while its append is in flight
         self.flushing = False  # an append of the event loop's is in flight
@@ -692,12 +696,20 @@ class Learner:
             self._redis_failed(exc)
         return {"ok": self.redis_error is None, "redis": self._redis_status()}
 
+    def _time_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.gc_started = time.perf_counter()
+        else:
+            self.parts.add(f"gc{info['generation']}", time.perf_counter() - self.gc_started)
+
     def close(self) -> str:
         """Learn what was accepted, write the final checkpoint, release the lease, end the MLflow run (bounded).
 
         Returns what it did, in a few words, for the stop's log line.
         """
         self.stopping.set()
+        if self._time_gc in gc.callbacks:
+            gc.callbacks.remove(self._time_gc)
         self.learn_wanted.set()
         self.wal.close()
         done: list[str] = []
