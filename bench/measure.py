@@ -221,7 +221,7 @@ def learn_throughput(
     cpu_ms = {name: cpu[name] * 1000 / posted for name in cpu}
     gap_ms = 1000 / learn_rate - 1000 / raw_rate - 1000 / hello_rate
     log.info("%s learn: %.3f ms/event over the ideal; function CPU %.3f ms/event (hello %.3f), the loop's append "
-             "wait %.3f ms, validate %.3f ms, learn %.3f ms (lease thread); from this process: append %.3f ms, "
+             "wait %.3f ms, validate %.3f ms, learn %.3f ms; from this process: append %.3f ms, "
              "bare XADD %.3f ms", key, gap_ms, cpu_ms["learn"], cpu_ms["hello"], parts["append_wait_ms"] or 0,
              parts["validate_ms"] or 0, parts["learn_ms"] or 0, trips["append_ms"], trips["xadd_ms"])
     return {
