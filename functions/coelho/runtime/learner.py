@@ -13,8 +13,9 @@ events or T seconds bound the replay. While Redis is unreachable nothing can be 
 raises `Unavailable` (the sender retries), `status()` says so, and the learner goes on once it is back.
 
 An event loop never waits on Redis: `accept` awaits the append (what is submitted while one is in flight
-goes in the next round trip: group commit), and the lease thread learns what was logged, in sequence order,
-and writes the checkpoints and the status. `handle` is the same for a caller that may block (a thread).
+goes in the next round trip: group commit), and the loop learns what it logged, in sequence order, in short
+slices between its I/O; the lease thread writes the checkpoints and the status and learns what other
+processes logged. `handle` is the same for a caller that may block (a thread).
 """
 
 from __future__ import annotations
@@ -167,8 +168,8 @@ class Learner:
         self.wal = AsyncAppender(state)  # the event loop's appends
         self.loop_queue: list[_Ticket] = []  # events an event loop submitted while its append is in flight
         self.flushing = False  # an append of the event loop's is in flight
-        self.flusher: asyncio.Task[None] | None = None
-        self.learn_wanted = threading.Event()  # set when events were queued for learning by the lease thread
+        self.flusher: asyncio.Task[None] | None = None  # held: an event loop keeps only weak references to tasks
+        self.learn_wanted = threading.Event()  # wakes the lease thread: events to learn, or a checkpoint/status due
         self.learning_loop: asyncio.AbstractEventLoop | None = None  # where the next learning slice is scheduled
 
     @property
