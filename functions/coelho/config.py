@@ -55,6 +55,7 @@ class Settings:
     sql_threads: int = 2
     sql_max_rows: int = 100_000
     sql_refresh_ms: int = 1000
+    sql_load_max_rows: int = 1_000_000
     mlflow: bool = True
     mlflow_tracking_uri: str | None = None
     mlflow_log_every: int = 1000
@@ -246,6 +247,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sql_threads": ("COELHO_SQL_THREADS", _positive(int)),
     "sql_max_rows": ("COELHO_SQL_MAX_ROWS", _positive(int)),
     "sql_refresh_ms": ("COELHO_SQL_REFRESH_MS", _positive(int)),
+    "sql_load_max_rows": ("COELHO_SQL_LOAD_MAX_ROWS", _positive(int)),
     "mlflow": ("COELHO_MLFLOW", _flag),
     "mlflow_tracking_uri": ("MLFLOW_TRACKING_URI", str),
     "mlflow_log_every": ("COELHO_MLFLOW_LOG_EVERY", _positive(int)),

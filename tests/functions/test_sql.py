@@ -31,11 +31,29 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, li
     return data_dir, rows
 
 
+#: Every test runs twice: tables loaded into DuckDB, and tables past COELHO_SQL_LOAD_MAX_ROWS scanned from their files.
+READ_FROM = {"memory": str(EVENTS), "files": str(EVENTS - 1)}
+
+
+@pytest.fixture(params=list(READ_FROM))
+def read_from(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def env(tables) -> dict[str, str]:
+def env(tables, read_from) -> dict[str, str]:
     """Overrides the shared `env`: the SQL function needs no Redis, only the data folder."""
     return {"COELHO_DATA_DIR": str(tables[0]), "COELHO_SQL_TIMEOUT_S": str(TIMEOUT_S),
-            "COELHO_SQL_MEMORY_LIMIT": "300MB", "COELHO_SQL_REFRESH_MS": "1"}
+            "COELHO_SQL_MEMORY_LIMIT": "300MB", "COELHO_SQL_REFRESH_MS": "1",
+            "COELHO_SQL_LOAD_MAX_ROWS": READ_FROM[read_from]}
+
+
+def test_status_says_where_each_table_is_read_from(sql, read_from):
+    assert query(sql, "SELECT count(*) FROM data").status_code == 200
+    status = sql.get("/status").get_json()
+    assert {key: (table["rows"], table["read_from"]) for key, table in status["tables"].items()} == {
+        key: (EVENTS, read_from) for key in TABLE_NAMES}
+    assert status["memory_bytes"] >= 0
 
 
 @pytest.fixture

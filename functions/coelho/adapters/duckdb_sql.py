@@ -2,7 +2,9 @@
 
 Each table is loaded into a native DuckDB table named after it (`TABLE_NAMES`) whenever its Delta
 version changes (checked at most every `refresh_seconds`), so queries run at native speed and always
-see one committed version. The database is configured once, before any query: no file, URL or
+see one committed version. A table of more than `SqlLimits.load_max_rows` rows is not loaded: its native
+table is emptied and every query's cursor scans the version's Delta files instead (Arrow dataset, with
+projection and filter pushdown), so the memory the function holds does not grow with an endless stream. The database is configured once, before any query: no file, URL or
 extension access (`enable_external_access=false`, no autoload), no Python replacement scans, a memory
 limit, a thread count, no spilling, and then `lock_configuration=true`, after which no SET, RESET or
 PRAGMA can change anything.
@@ -36,6 +38,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from coelho.adapters.delta_snapshot import DeltaSnapshot
 from coelho.adapters.delta_store import arrow_schema, storage_options
@@ -82,6 +85,8 @@ class _Loaded:
     """What one table holds right now."""
 
     version: int | None = None
+    rows: int = 0
+    scanned: ds.Dataset | None = None  # set when the version is scanned from its files instead of loaded
     checked: float = float("-inf")
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -131,6 +136,7 @@ class SqlEngine:
         try:
             select = _single_select(cursor, text)
             self._require_data(use_case)
+            self._register_scanned(cursor)
             cursor.execute(f"CREATE TEMP VIEW data AS FROM main.{TABLE_NAMES[use_case]}")
             return self._run(cursor, select, limit)
         except duckdb.Error as exc:  # interrupted before the query itself started
@@ -173,14 +179,14 @@ class SqlEngine:
         """Name, DuckDB type and nullability (from the table layout) of every column of the use case's table."""
         self.refresh(use_case)
         nullable = {column.name: column.nullable for column in layout_for(USE_CASES[use_case]).columns}
-        with self._db.cursor() as cursor:
+        with self._cursor() as cursor:
             rows = cursor.execute(f"DESCRIBE main.{TABLE_NAMES[use_case]}").fetchall()
         return [{"name": name, "type": kind, "nullable": nullable.get(name, True)} for name, kind, *_ in rows]
 
     def count(self, use_case: str) -> tuple[int, int]:
         """Rows in the use case's table and the Delta version they come from."""
         version = self._require_data(use_case)
-        with self._db.cursor() as cursor:
+        with self._cursor() as cursor:
             [(rows,)] = cursor.execute(f"SELECT count(*) FROM main.{TABLE_NAMES[use_case]}").fetchall()
         return int(rows), version
 
@@ -199,8 +205,7 @@ class SqlEngine:
                 source = self.sources[use_case]
                 version = source.version()
                 if version is not None and version != loaded.version:
-                    self._replace(use_case, source.dataset())
-                    loaded.version = version
+                    self._load(use_case, source.dataset(), version)
                 loaded.checked = time.monotonic()
             return loaded.version
         finally:
@@ -212,6 +217,43 @@ class SqlEngine:
             uri = self.sources[use_case].uri
             raise SqlError(404, "no_data", f"no data yet for {use_case}: no Delta table at {uri}")
         return version
+
+    def loaded(self) -> dict[str, dict[str, Any]]:
+        """Per table: its version, rows, and whether queries read it from memory or scan its Delta files."""
+        return {key: {"version": table.version, "rows": table.rows,
+                      "read_from": "files" if table.scanned is not None else "memory"}
+                for key, table in self._loaded.items()}
+
+    def memory_bytes(self) -> int:
+        """What DuckDB holds now: the loaded tables and the running queries."""
+        with self._db.cursor() as cursor:
+            [(used,)] = cursor.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchall()
+        return int(used or 0)
+
+    def _load(self, use_case: str, dataset: ds.Dataset, version: int) -> None:
+        """Load `version` into memory, or, past `load_max_rows`, empty the native table and scan the files."""
+        loaded = self._loaded[use_case]
+        rows = dataset.count_rows()
+        if rows <= self.limits.load_max_rows:
+            self._replace(use_case, dataset)
+            loaded.scanned = None
+        else:
+            if loaded.scanned is None:  # queries already in flight keep the rows they started with
+                self._replace(use_case, dataset.schema.empty_table())
+            loaded.scanned = dataset
+        loaded.version, loaded.rows = version, rows
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor on which the tables read from their files are registered under their names."""
+        cursor = self._db.cursor()
+        self._register_scanned(cursor)
+        return cursor
+
+    def _register_scanned(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        for key, loaded in self._loaded.items():
+            scanned = loaded.scanned
+            if scanned is not None:
+                cursor.register(TABLE_NAMES[key], scanned)  # shadows the emptied main table on this cursor
 
     def _replace(self, use_case: str, rows: pa.Table | Any) -> None:
         """Swap the native table for `rows` in one transaction (running queries keep the old one)."""
@@ -258,7 +300,7 @@ def limits_from(settings: Settings) -> SqlLimits:
     """The query limits the settings ask for (the rest are SqlLimits' defaults)."""
     return SqlLimits(max_rows=settings.sql_max_rows, default_rows=min(SqlLimits.default_rows, settings.sql_max_rows),
                      timeout_seconds=settings.sql_timeout_seconds, memory_limit=settings.sql_memory_limit,
-                     threads=settings.sql_threads)
+                     threads=settings.sql_threads, load_max_rows=settings.sql_load_max_rows)
 
 
 def _single_select(cursor: duckdb.DuckDBPyConnection, text: str) -> str:

@@ -43,6 +43,7 @@ class SqlLimits:
     timeout_seconds: float = 10.0  # a query still running after this is interrupted
     memory_limit: str = "1GB"  # DuckDB memory_limit: the loaded tables plus every running query
     threads: int = 2  # DuckDB threads
+    load_max_rows: int = 1_000_000  # larger tables are scanned from their Delta files instead of held in memory
 
 
 @dataclass(frozen=True)

@@ -122,8 +122,12 @@ class SqlService(Service):
 
     def _status_view(self) -> dict[str, Any]:
         engine = self.engine()
+        for key in TABLE_NAMES:
+            engine.refresh(key)
+        loaded = engine.loaded()
         return {"function": "sql", "limits": asdict(self.limits), "running_queries": engine.running(),
-                "tables": {key: {"name": name, "version": engine.refresh(key)} for key, name in TABLE_NAMES.items()}}
+                "memory_bytes": engine.memory_bytes(),
+                "tables": {key: {"name": name} | loaded[key] for key, name in TABLE_NAMES.items()}}
 
 
 def _use_case_arg(request: flask.Request) -> str:
