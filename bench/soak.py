@@ -2,10 +2,13 @@
 
 The platform runs exactly as `make up` runs it (embedded Valkey, the lean MLflow server, the functions under
 functions-framework, the three producers over HTTP, or with --kafka through a local broker and
-`coelho dispatch`), in a temporary data folder, with the producers' rates multiplied by --rate-scale and three
+`coelho dispatch`), in a temporary data folder, with the producers' rates multiplied by --rate-scale and five
 bounds shortened so that they are reached within the warm-up: COELHO_DEDUP_TTL_SECONDS and
 COELHO_SINK_DEDUP_SECONDS (300 s instead of 7 days and 1 hour), COELHO_DELTA_LOG_RETENTION_HOURS (0.1 h instead
-of 24 h: the Delta logs stop growing after 6 minutes). Meanwhile the soak asks each predict function
+of 24 h: the Delta logs stop growing after 6 minutes), COELHO_CHECKPOINT_EVERY (1,000 events instead of 5,000:
+the WAL, trimmed at each checkpoint, stops growing after 3 minutes instead of 15 at eta's rate) and
+COELHO_SQL_LOAD_MAX_ROWS (2,000 instead of 1,000,000: the sql function scans the tfd table from its files after
+3 minutes instead of holding a copy that grows with the stream). Meanwhile the soak asks each predict function
 for a prediction every 0.2 s (and the baseline as often) and the sql function for a count every sample. Every
 `--interval` seconds it records:
 
@@ -60,7 +63,8 @@ RESULTS = HERE / "soak.json"
 PLOTS = HERE / "soak"
 #: Bounds shortened so that the plateau is reached within the warm-up (seconds).
 SOAK_ENV = {"COELHO_DEDUP_TTL_SECONDS": "300", "COELHO_SINK_DEDUP_SECONDS": "300",
-            "COELHO_DELTA_LOG_RETENTION_HOURS": "0.1"}
+            "COELHO_DELTA_LOG_RETENTION_HOURS": "0.1", "COELHO_CHECKPOINT_EVERY": "1000",
+            "COELHO_SQL_LOAD_MAX_ROWS": "2000"}
 LEARN_HISTOGRAM = "coelho_learn_duration_seconds"
 PROBE_EVERY_S = 0.2  # one predict request every 0.2 s, the three use cases in turn
 LOG_TROUBLE = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|\[(WARNING|ERROR|CRITICAL)\]|^Traceback")

@@ -2,11 +2,13 @@
 
 Each series is judged on the samples after the warm-up only (caches filled, TTLs reached):
 
-- memory (RSS of each process, Valkey's `used_memory`): the least-squares slope, extrapolated to an hour,
-  must be at most `MEMORY_GROWTH_MAX` of the series' median;
+- memory (RSS of each process, Valkey's `used_memory`): the slope, extrapolated to an hour, must be at most
+  `MEMORY_GROWTH_MAX` of the series' median. The slope is Theil–Sen's (the median of the slopes between every
+  two samples): a leak raises every later sample, while one sample caught in a transient (a commit's buffers,
+  a burst of requests) would tilt a least-squares line but not the median;
 - counts with a bound from a setting (WAL length, dedup keys, Redis keys, active Delta files): every sample
   at most the bound;
-- open file descriptors: the slope extrapolated to an hour at most `max(FDS_GROWTH_MIN, 5 % of the median)`;
+- open file descriptors: the same slope extrapolated to an hour at most `max(FDS_GROWTH_MIN, 5 % of the median)`;
 - p99 latencies, as ratios to the no-op `BASELINE` function's p99 in the same window (the machine is shared:
   its load moves every latency together): the median ratio of the last third at most `LATENCY_DRIFT_MAX`
   times the first third's, plus `LATENCY_RATIO_SLACK` (single windows are noisy, a trend is not);
@@ -43,18 +45,18 @@ class Verdict:
 
 
 def slope_per_hour(times: Sequence[float], values: Sequence[float]) -> float:
-    """Least-squares slope of `values` over `times` (seconds), in units per hour.
+    """Theil–Sen slope of `values` over `times` (seconds), in units per hour: the median pairwise slope.
 
     >>> slope_per_hour([0, 1800, 3600], [100, 105, 110])
     10.0
     >>> slope_per_hour([0, 30], [7, 7])
     0.0
+    >>> slope_per_hour([0, 600, 1200, 1800, 2400], [50, 50, 50, 50, 90])  # one transient at the end: flat
+    0.0
     """
-    mean_t, mean_v = statistics.fmean(times), statistics.fmean(values)
-    spread = sum((t - mean_t) ** 2 for t in times)
-    if not spread:
-        return 0.0
-    return sum((t - mean_t) * (v - mean_v) for t, v in zip(times, values, strict=True)) / spread * 3600
+    slopes = [(values[j] - values[i]) / (times[j] - times[i])
+              for i in range(len(times)) for j in range(i + 1, len(times)) if times[j] != times[i]]
+    return statistics.median(slopes) * 3600 if slopes else 0.0
 
 
 def growth(series: str, times: Sequence[float], values: Sequence[float], share: float = MEMORY_GROWTH_MAX) -> Verdict:
