@@ -70,7 +70,7 @@ class Settings:
     sink_dedup_seconds: int = 3600
     drift_sink: str | None = None
     sink_retention_hours: int = 168
-    delta_checkpoint_every: int = 100
+    delta_checkpoint_every: int = 10
     delta_log_retention_hours: float = 24.0
     ingest_batch_rows: int = 50_000
     ingest_batch_ms: int = 1000
