@@ -109,11 +109,32 @@ class TrainService(Service):
         _COLLECTOR.states = self.states
         self.children: dict[str, subprocess.Popen[bytes] | ForkedTraining] = {}
         self.warm = WarmStarter() if settings.train_warm_start else None
-        if self.warm is not None:  # on the first request: in the server's worker (the app is built before it forks)
-            app.before_request(self.warm.start)
+        self._prepared = False
+        app.before_request(self._prepare)
         self._registries: dict[str, Any] = {}
         self._artifacts: collections.OrderedDict[tuple[str, str], Any] = collections.OrderedDict()
         self._lock = threading.Lock()
+
+    def _prepare(self) -> None:
+        """On the first request, in the server's worker (the app is built before it forks): start the forkserver
+        and, in the background, import and connect what `POST /` uses (the rows check, the MLflow registries),
+        so that the first training request is answered as fast as the next ones."""
+        if self.warm is not None:
+            self.warm.start()
+        with self._lock:
+            if self._prepared:
+                return
+            self._prepared = True
+        threading.Thread(target=self._connect, name="train-prepare", daemon=True).start()
+
+    def _connect(self) -> None:
+        try:
+            import coelho.runtime.trainer  # noqa: F401 - POST / checks the rows with it
+
+            for key in USE_CASE_KEYS:
+                self.registry(key)
+        except Exception as exc:  # noqa: BLE001 - POST / says what is wrong when it happens
+            log.warning("train: could not prepare the MLflow registries: %s", exc)
 
     def states(self) -> dict[str, TrainingState]:
         """Each use case's training state in Redis, connected on first use (after the server forks)."""

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from multiprocessing import forkserver
 from typing import Any
 
-__all__ = ["PRELOAD", "ForkedTraining", "WarmStarter"]
+__all__ = ["PRELOAD", "READY_WAIT_S", "ForkedTraining", "WarmStarter"]
 
 log = logging.getLogger("coelho.functions")
 
@@ -46,6 +46,8 @@ PRELOAD = (
     "mlflow.pyfunc", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
     "pandas", "tqdm",
 )
+#: How long a training request waits for a forkserver still importing before it starts a fresh process instead.
+READY_WAIT_S = 15.0
 
 
 def _train(argv: Sequence[str], environ: Mapping[str, str], cwd: str) -> None:
@@ -140,11 +142,12 @@ class WarmStarter:
         """starting | ready | failed: what `/status` shows."""
         return "starting" if not self.ready.is_set() else "failed" if self.error else "ready"
 
-    def spawn(self, argv: Sequence[str]) -> ForkedTraining:
-        """Fork `coelho train ARGV` from the forkserver (waiting for its imports on the very first training);
-        RuntimeError when the forkserver could not start."""
+    def spawn(self, argv: Sequence[str], wait_s: float = READY_WAIT_S) -> ForkedTraining:
+        """Fork `coelho train ARGV` from the forkserver, waiting at most `wait_s` for its imports (the first
+        training after the function starts); RuntimeError when it is not ready then or could not start."""
         self.start()
-        self.ready.wait()
+        if not self.ready.wait(wait_s):
+            raise RuntimeError(f"the forkserver is still importing after {wait_s:g} s")
         if self.error:
             raise RuntimeError(self.error)
         process = self._context.Process(target=_train, args=(list(argv), dict(os.environ), os.getcwd()),
