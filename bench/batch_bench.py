@@ -15,7 +15,14 @@ Per use case and size (`Plan.batch_rows`: 100k and 1M, 100k with --quick):
    (reading, features, split, evaluation, comparison, diagnostics, logging and start-up). On two shared cores
    one fit can take twice as long as the same fit a minute later, so the run also reports what surrounds its
    own fit — `around_fit_seconds` = train_seconds minus its `training` stage — and
-   `overhead_ratio_around_fit = (bare_fit_seconds + around_fit_seconds) / bare_fit_seconds`.
+   `overhead_ratio_around_fit = (bare_fit_seconds + around_fit_seconds) / bare_fit_seconds`;
+4. the same training requested from the `train` function as the UI does it (the function started and warmed
+   up first, as a deployed one is: its forkserver has imported the training, `coelho.runtime.warm_start`):
+   POST the request, poll `/status` every 50 ms until it is no longer running: `function_seconds` (the
+   request's checks and MLflow run in the function, the forked `coelho train`, up to the final status),
+   `overhead_ratio_function = function_seconds / bare_fit_seconds` and, from the run's own stage timings,
+   `overhead_ratio_function_around_fit`. The cold CLI's `overhead_ratio` stays: it is what a JobSink's Job
+   or a terminal pays.
 
 Before the first size's training, an online model (default preset) learns the rows before the test block and
 is registered as a `coelho-<uc>` version, so the run's online-vs-batch table has its online columns (kept in
@@ -37,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import measure
+import requests
 from servers import FunctionProcess, Processes
 from workload import predict_request, stream
 
@@ -75,7 +83,7 @@ def batch_bench(processes: Processes, hello_http: FunctionProcess, plan: measure
         for index, rows in enumerate(plan.batch_rows):
             root = data_dir / f"delta-{rows}"
             result["runs"].append(_one_size(key, rows, env | {"COELHO_DELTA_ROOT": str(root)}, seed,
-                                            online=index == 0, log_dir=processes.log_dir))
+                                            online=index == 0, processes=processes))
         predict = processes.launch(f"{key}-batch-predict", COELHO_MLFLOW="on", COELHO_DATA_DIR=str(data_dir))
         predict.wait_ready()
         first = predict_request(key, stream(key, 1, seed + 8)[0])
@@ -90,7 +98,8 @@ def batch_bench(processes: Processes, hello_http: FunctionProcess, plan: measure
     return out
 
 
-def _one_size(key: str, rows: int, env: dict[str, str], seed: int, online: bool, log_dir: Path) -> dict[str, Any]:
+def _one_size(key: str, rows: int, env: dict[str, str], seed: int, online: bool,
+              processes: Processes) -> dict[str, Any]:
     log.info("batch %s %s: producing straight into Delta", key, f"{rows:,}")
     began = time.perf_counter()
     subprocess.run([sys.executable, "-m", "coelho.cli", "produce", key, "--count", str(rows), "--seed", str(seed),
@@ -109,7 +118,7 @@ def _one_size(key: str, rows: int, env: dict[str, str], seed: int, online: bool,
     log.info("batch %s %s: produced in %.1f s; training (coelho train)", key, f"{rows:,}", produce_seconds)
 
     began = time.perf_counter()
-    with open(log_dir / f"train-{key}-{rows}.log", "wb") as progress_log:  # the training's progress log
+    with open(processes.log_dir / f"train-{key}-{rows}.log", "wb") as progress_log:  # the training's progress log
         child = subprocess.Popen([sys.executable, "-m", "coelho.cli", "train", key], env=env, stdout=subprocess.PIPE,
                                  stderr=progress_log, text=True)
     assert child.stdout is not None
@@ -123,6 +132,7 @@ def _one_size(key: str, rows: int, env: dict[str, str], seed: int, online: bool,
     outcome = json.loads(output.strip().splitlines()[-1])
     registry = BatchRegistry(USE_CASES[key], settings.tracking_uri(), settings.artifact_root())
     comparison = registry.read_json(outcome["run_id"], "comparison.json")
+    function = _function_training(key, env, processes, registry)
     bare = _bare_fit(key, settings, planned)
     selected = planned.rows.rows
     result = {
@@ -134,14 +144,50 @@ def _one_size(key: str, rows: int, env: dict[str, str], seed: int, online: bool,
         "stage_seconds": outcome["stage_seconds"],
         "around_fit_seconds": train_seconds - outcome["stage_seconds"]["training"],
         "overhead_ratio_around_fit": (bare + train_seconds - outcome["stage_seconds"]["training"]) / bare,
+        **function, "overhead_ratio_function": function["function_seconds"] / bare,
+        "overhead_ratio_function_around_fit": (bare + function["function_seconds"]
+                                               - function["function_stage_seconds"]["training"]) / bare,
         "blocks": planned.split.describe()["rows"], "version": outcome["version"],
         "metrics": outcome["metrics"], "comparison": {"online": comparison["online"], "rows": comparison["rows"],
                                                       "test_rows": comparison["test_rows"]},
     }
-    log.info("batch %s %s: train %.1f s (bare fit %.1f s, overhead x%.2f), %.0f rows/s, peak RSS %.2f GiB", key,
-             f"{rows:,}", train_seconds, bare, result["overhead_ratio"], result["rows_per_s"],
+    log.info("batch %s %s: train %.1f s (bare fit %.1f s, overhead x%.2f; through the function %.1f s, x%.2f), "
+             "%.0f rows/s, peak RSS %.2f GiB", key, f"{rows:,}", train_seconds, bare, result["overhead_ratio"],
+             function["function_seconds"], result["overhead_ratio_function"], result["rows_per_s"],
              result["peak_rss_bytes"] / 2**30)
     return result
+
+
+def _function_training(key: str, env: dict[str, str], processes: Processes, registry: BatchRegistry) -> dict[str, Any]:
+    """The same training requested from the `train` function as the UI does it: POST the request, then poll
+    `/status` every 50 ms until it is no longer running. The function is started first and left to warm up
+    (its forkserver imports the training's modules), as a deployed function is before a training request."""
+    names = ("COELHO_MLFLOW", "COELHO_DATA_DIR", "COELHO_TRAIN_ITERATIONS", "COELHO_DELTA_ROOT")
+    server = processes.launch("train", **{name: env[name] for name in names})
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        server.wait_ready()
+        deadline = time.monotonic() + 300
+        while (warm := requests.get(f"{url}/status", timeout=10).json()["warm_start"]) == "starting":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the train function never warmed up\n{server.tail()}")
+            time.sleep(0.2)
+        log.info("batch %s: the same training through the train function (warm start: %s)", key, warm)
+        began = time.perf_counter()
+        answer = requests.post(f"{url}/", json={"use_case": key}, timeout=120)
+        if answer.status_code != 202:
+            raise RuntimeError(f"POST / answered {answer.status_code}: {answer.text}")
+        while (status := requests.get(f"{url}/status?use_case={key}", timeout=10).json())["state"] == "running":
+            time.sleep(0.05)
+        seconds = time.perf_counter() - began
+    finally:
+        processes.stop(server)
+    if status["state"] != "finished":
+        raise RuntimeError(f"the function's {key} training ended {status['state']}: {status.get('error')}")
+    metrics = registry.client.get_run(status["run_id"]).data.metrics
+    return {"function_seconds": seconds, "function_warm_start": warm,
+            "function_stage_seconds": {name.removeprefix("stage_seconds."): value for name, value in metrics.items()
+                                       if name.startswith("stage_seconds.")}}
 
 
 class _PeakRss(threading.Thread):

@@ -81,6 +81,7 @@ class Settings:
     train_k_range: tuple[int, int] = (2, 10)
     train_compare_rows: int = 20_000
     train_threads: int | None = None
+    train_warm_start: bool = True
     function_url_template: str = "http://127.0.0.1:{port}"
     function_urls: tuple[tuple[str, str], ...] = ()
     ui_password: str | None = None
@@ -273,6 +274,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "train_k_range": ("COELHO_TRAIN_K_RANGE", _k_range),
     "train_compare_rows": ("COELHO_TRAIN_COMPARE_ROWS", _positive(int)),
     "train_threads": ("COELHO_TRAIN_THREADS", _positive(int)),
+    "train_warm_start": ("COELHO_TRAIN_WARM_START", _flag),
     "function_url_template": ("COELHO_FUNCTION_URL_TEMPLATE", _url_template),
     "function_urls": ("COELHO_FUNCTION_URLS", _pairs),
     "ui_password": ("COELHO_UI_PASSWORD", str),

@@ -72,6 +72,7 @@ def test_stop_mid_training_kills_the_run_registers_nothing_and_a_second_request_
     assert started.status_code == 202, started.get_json()
     run_id = started.get_json()["run_id"]
     assert started.get_json() == {"use_case": "tfd", "run_id": run_id, "state": "running"}
+    assert app.get("/status").get_json()["warm_start"] == "ready"  # forked from the warm forkserver
 
     again = app.post("/", json={"use_case": "tfd", "max_rows": 5000})
     assert again.status_code == 409

@@ -19,7 +19,13 @@ import numpy as np
 
 from coelho.adapters.batch_model import BatchModel
 from coelho.core import diagnostics as figs
-from coelho.core.batch_metrics import classification_metrics, clustering_metrics, regression_metrics, threshold_sweep
+from coelho.core.batch_metrics import (
+    classification_metrics,
+    clustering_metrics,
+    clusterings_metrics,
+    regression_metrics,
+    threshold_sweep,
+)
 from coelho.core.online import THRESHOLD, OnlineModel
 
 __all__ = ["TestBlock", "compare_with_online", "diagnostics", "ids_sha256", "test_metrics"]
@@ -29,6 +35,8 @@ SCATTER_ROWS = 4_000
 SHAP_ROWS = 1_000
 PERMUTATION_ROWS = 2_000
 SILHOUETTE_ROWS = 3_000
+#: Rows the Silhouette metric is computed on (a seeded sample of the test block, or of the compared rows).
+SILHOUETTE_METRIC_ROWS = 10_000
 PD_ROWS = 500
 PD_POINTS = 12
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -69,7 +77,8 @@ def _metrics(model: BatchModel, y: np.ndarray | None, scores: np.ndarray, x: np.
         assert y is not None
         return regression_metrics(y, scores)
     assert x is not None
-    return clustering_metrics(x, scores, sample_size=10_000, seed=SEED, squared_distances=squared_distances)
+    return clustering_metrics(x, scores, sample_size=SILHOUETTE_METRIC_ROWS, seed=SEED,
+                              squared_distances=squared_distances)
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float | None]:
@@ -85,8 +94,7 @@ def compare_with_online(model: BatchModel, block: TestBlock, events: Sequence[Ma
         raise AssertionError("the compared events are not the first rows of the test block")
     y = None if block.y is None else block.y[:n]
     x = None if block.x is None else block.x[:n]
-    batch = _scalars(_metrics(model, y, block.scores[:n], x))
-    columns: dict[str, dict[str, Any]] = {"batch": batch}
+    scores = {"batch": block.scores[:n]}
     digests = {"batch": ids_sha256(block.ids[:n])}
     if online is not None:
         frozen = [online.predict(event) for event in events]
@@ -96,10 +104,16 @@ def compare_with_online(model: BatchModel, block: TestBlock, events: Sequence[Ma
         for event in events:
             prequential.append(learner.learn(event))
         digests["online_prequential"] = ids_sha256([str(e[model.use_case.id_field]) for e in events])
-        columns["online_frozen"] = _scalars(_metrics(model, y, _online_scores(model.kind, frozen), x,
-                                                     threshold=THRESHOLD))
-        columns["online_prequential"] = _scalars(_metrics(model, y, _online_scores(model.kind, prequential), x,
-                                                          threshold=THRESHOLD))
+        scores["online_frozen"] = _online_scores(model.kind, frozen)
+        scores["online_prequential"] = _online_scores(model.kind, prequential)
+    if model.kind == "kmeans":  # the columns' silhouettes share one pass of distances on the same sample
+        assert x is not None
+        found = clusterings_metrics(x, list(scores.values()), sample_size=SILHOUETTE_METRIC_ROWS, seed=SEED)
+        columns = {name: _scalars(metrics) for name, metrics in zip(scores, found, strict=True)}
+    else:
+        columns = {name: _scalars(_metrics(model, y, values, x, threshold=None if name == "batch" else THRESHOLD))
+                   for name, values in scores.items()}
+    batch = columns["batch"]
     names = list(batch)
     rows = [{"metric": name, "batch": batch.get(name), "online_frozen": columns.get("online_frozen", {}).get(name),
              "online_prequential": columns.get("online_prequential", {}).get(name)} for name in names]

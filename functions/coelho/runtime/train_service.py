@@ -44,6 +44,7 @@ from coelho.core.train_request import (
     request_from_event,
 )
 from coelho.runtime.services import Service, reject
+from coelho.runtime.warm_start import ForkedTraining, WarmStarter
 
 __all__ = ["TrainService", "idle_status"]
 
@@ -106,10 +107,34 @@ class TrainService(Service):
         super().__init__(app, settings)
         self._states: dict[str, TrainingState] = {}
         _COLLECTOR.states = self.states
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.children: dict[str, subprocess.Popen[bytes] | ForkedTraining] = {}
+        self.warm = WarmStarter() if settings.train_warm_start else None
+        self._prepared = False
+        app.before_request(self._prepare)
         self._registries: dict[str, Any] = {}
         self._artifacts: collections.OrderedDict[tuple[str, str], Any] = collections.OrderedDict()
         self._lock = threading.Lock()
+
+    def _prepare(self) -> None:
+        """On the first request, in the server's worker (the app is built before it forks): start the forkserver
+        and, in the background, import and connect what `POST /` uses (the rows check, the MLflow registries),
+        so that the first training request is answered as fast as the next ones."""
+        if self.warm is not None:
+            self.warm.start()
+        with self._lock:
+            if self._prepared:
+                return
+            self._prepared = True
+        threading.Thread(target=self._connect, name="train-prepare", daemon=True).start()
+
+    def _connect(self) -> None:
+        try:
+            import coelho.runtime.trainer  # noqa: F401 - POST / checks the rows with it
+
+            for key in USE_CASE_KEYS:
+                self.registry(key)
+        except Exception as exc:  # noqa: BLE001 - POST / says what is wrong when it happens
+            log.warning("train: could not prepare the MLflow registries: %s", exc)
 
     def states(self) -> dict[str, TrainingState]:
         """Each use case's training state in Redis, connected on first use (after the server forks)."""
@@ -192,15 +217,27 @@ class TrainService(Service):
     def _spawn(self, train: TrainRequest, run_id: str, token: str, version: int) -> None:
         options = [arg for name, value in train.as_json().items() if name != "use_case"
                    for arg in (f"--{name.replace('_', '-')}", str(value))]
-        command = [sys.executable, "-m", "coelho.cli", "train", train.use_case, *options, "--run-id", run_id,
-                   "--lock-token", token, "--delta-version", str(version)]
-        child = subprocess.Popen(command, start_new_session=True)  # logs go to the function's own stdout/stderr
-        log.info("%s: training run %s started (pid %d)", train.use_case, run_id, child.pid)
+        argv = [train.use_case, *options, "--run-id", run_id, "--lock-token", token, "--delta-version", str(version)]
+        child = self._fork(argv) if self.warm is not None else None
+        if child is None:  # logs go to the function's own stdout/stderr
+            child = subprocess.Popen([sys.executable, "-m", "coelho.cli", "train", *argv], start_new_session=True)
+        log.info("%s: training run %s started (pid %d%s)", train.use_case, run_id, child.pid,
+                 ", forked warm" if isinstance(child, ForkedTraining) else "")
         self.children[train.use_case] = child
         threading.Thread(target=self._reap, args=(train.use_case, child, run_id, token), daemon=True,
                          name=f"train-reaper-{train.use_case}").start()
 
-    def _reap(self, use_case: str, child: subprocess.Popen[bytes], run_id: str, token: str) -> None:
+    def _fork(self, argv: list[str]) -> ForkedTraining | None:
+        """The training forked from the warm forkserver; None (logged) when it cannot start."""
+        assert self.warm is not None
+        try:
+            return self.warm.spawn(argv)
+        except Exception as exc:  # noqa: BLE001 - a fresh process does the same, only slower to start
+            log.warning("train: cannot fork a warm training (%s): starting a fresh process", exc)
+            return None
+
+    def _reap(self, use_case: str, child: subprocess.Popen[bytes] | ForkedTraining, run_id: str,
+              token: str) -> None:
         """When the child exits without having said how its training ended (a crash), say it for it."""
         code = child.wait()
         try:
@@ -226,7 +263,8 @@ class TrainService(Service):
     # following and stopping -------------------------------------------------------------------------------
     def _status_view(self) -> dict[str, Any]:
         if "use_case" not in flask.request.args:
-            return {"function": self.name, "use_cases": {key: self.status(key) for key in USE_CASE_KEYS}}
+            return {"function": self.name, "warm_start": self.warm.state if self.warm else "off",
+                    "use_cases": {key: self.status(key) for key in USE_CASE_KEYS}}
         return self.status(_use_case_arg(flask.request))
 
     def status(self, use_case: str) -> dict[str, Any]:
