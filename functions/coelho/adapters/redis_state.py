@@ -260,15 +260,12 @@ class AsyncAppender:
     by `loop.add_reader` and parsed by hiredis; no task, thread or transport per call. Callers serialise
     appends (one batch in flight), so the order of the log is the order of the calls. A batch that gets no
     answer within `timeout` seconds, or a broken connection, raises `redis.ConnectionError` /
-    `redis.TimeoutError` (the socket is closed; the next call reconnects). `while_waiting` is the caller's
-    local work, done once a call's commands are sent, while Redis answers.
+    `redis.TimeoutError` (the socket is closed; the next call reconnects).
     """
 
-    def __init__(self, state: RedisState, timeout: float = 5.0,
-                 while_waiting: Callable[[], object] | None = None) -> None:
+    def __init__(self, state: RedisState, timeout: float = 5.0) -> None:
         self.state = state
         self.timeout = timeout
-        self.while_waiting = while_waiting
         self.loop: asyncio.AbstractEventLoop | None = None
         self.sock: socket.socket | None = None
         self.reader = hiredis.Reader()
@@ -311,8 +308,6 @@ class AsyncAppender:
             self.close(redis.ConnectionError(f"writing to Redis failed: {exc}"))
         timer = loop.call_later(self.timeout, self._timed_out, future)
         try:
-            if self.while_waiting is not None:
-                self.while_waiting()
             return await future
         finally:
             timer.cancel()

@@ -14,9 +14,8 @@ raises `Unavailable` (the sender retries), `status()` says so, and the learner g
 
 An event loop never waits on Redis: `accept` awaits the append (what is submitted while one is in flight
 goes in the next round trip: group commit), and the loop learns what it logged, in sequence order, in short
-slices while its next append's round trip is in flight (or a millisecond later when none comes); the lease
-thread writes the checkpoints and the status and learns what other processes logged. `handle` is the same for
-a caller that may block (a thread).
+slices between its I/O; the lease thread writes the checkpoints and the status and learns what other
+processes logged. `handle` is the same for a caller that may block (a thread).
 """
 
 from __future__ import annotations
@@ -65,9 +64,6 @@ LEARN_TICK_S = 0.005
 #: The event loop learns what it logged in slices of at most this long, between its I/O: a request that
 #: arrives meanwhile waits at most one slice (a thread learning instead would contend for the GIL).
 LOOP_LEARN_SLICE_S = 0.002
-#: The event loop learns what it logged while its next append is in flight (Valkey answers meanwhile), or, when
-#: no next append comes, this many seconds after.
-LOOP_LEARN_DEFER_S = 0.001
 #: How long `close` waits for queued drift CloudEvents.
 DRIFT_EVENTS_CLOSE_S = 2.0
 
@@ -169,7 +165,7 @@ class Learner:
         self.parts = Parts()
         self.gc_started = 0.0
         gc.callbacks.append(self._time_gc)
-        self.wal = AsyncAppender(state, while_waiting=self._learn_meanwhile)  # the event loop's appends
+        self.wal = AsyncAppender(state)  # the event loop's appends
         self.loop_queue: list[_Ticket] = []  # events an event loop submitted while its append is in flight
         self.flushing = False  # an append of the event loop's is in flight
         self.flusher: asyncio.Task[None] | None = None  # held: an event loop keeps only weak references to tasks
@@ -274,17 +270,11 @@ class Learner:
             self.lock.release()
 
     def _learn_on_loop(self) -> None:
-        """Learn the queued events on this event loop: during the next append's round trip, or slice by slice
-        `LOOP_LEARN_DEFER_S` after this one when no append comes."""
+        """Learn the queued events on this event loop, slice by slice, as soon as it has no I/O to do."""
         loop = asyncio.get_running_loop()
         if self.learning_loop is not loop:  # none scheduled here (one on a closed loop never runs)
             self.learning_loop = loop
-            loop.call_later(LOOP_LEARN_DEFER_S, self._learn_slice)
-
-    def _learn_meanwhile(self) -> None:
-        """One slice of learning while an append is in flight: the loop would only wait for Valkey."""
-        if self.token is not None and not self.inbox.empty() and not self.stopping.is_set():
-            self.drain(slice_s=LOOP_LEARN_SLICE_S)
+            loop.call_soon(self._learn_slice)
 
     def _learn_slice(self) -> None:
         self.learning_loop = None
