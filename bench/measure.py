@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from probes import append_round_trip, breakdown, group_cpu_seconds, settled_status
+from probes import append_round_trip, breakdown, group_cpu_seconds, learn_step, settled_status
 from servers import SIGNING_KEY, FunctionProcess, Processes
 from workload import Request, cloudevent_request, predict_request, without_label
 
@@ -218,12 +218,14 @@ def learn_throughput(
     learn_rate, hello_rate, raw_rate = (max(rates[name]) for name in ("learn", "hello", "raw"))
     parts = breakdown(status_before, settled_status(learn))
     trips = append_round_trip(redis_urls, learn.env["COELHO_KEY_PREFIX"], key, requests[0].body)
+    step = learn_step(key, events, next(iter(redis_urls.values())), learn.env["COELHO_KEY_PREFIX"])
     cpu_ms = {name: cpu[name] * 1000 / posted for name in cpu}
     gap_ms = 1000 / learn_rate - 1000 / raw_rate - 1000 / hello_rate
     log.info("%s learn: %.3f ms/event over the ideal; function CPU %.3f ms/event (hello %.3f), the loop's append "
              "wait %.3f ms, validate %.3f ms, learn %.3f ms; from this process: append %.3f ms, "
-             "bare XADD %.3f ms", key, gap_ms, cpu_ms["learn"], cpu_ms["hello"], parts["append_wait_ms"] or 0,
-             parts["validate_ms"] or 0, parts["learn_ms"] or 0, trips["append_ms"], trips["xadd_ms"])
+             "bare XADD %.3f ms, the learner's step %.3f ms (its model alone %.3f ms)", key, gap_ms, cpu_ms["learn"],
+             cpu_ms["hello"], parts["append_wait_ms"] or 0, parts["validate_ms"] or 0, parts["learn_ms"] or 0,
+             trips["append_ms"], trips["xadd_ms"], step["step_us"] / 1000, step["model_us"] / 1000)
     return {
         "events_per_s": learn_rate,
         "raw_events_per_s": raw_rate,
@@ -236,6 +238,7 @@ def learn_throughput(
         "cpu_ms_per_event": cpu_ms,
         "breakdown": parts,
         "round_trip": trips,
+        "step": step,
     }
 
 

@@ -7,18 +7,24 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from servers import FunctionProcess
 
 from coelho.adapters.redis_state import AsyncAppender, Record, RedisState
+from coelho.config import Settings
+from coelho.core import USE_CASES
+from coelho.core.online import OnlineModel
+from coelho.runtime.learner import LOOP_LEARN_SLICE_S, Learner
 
 __all__ = [
     "PER_EVENT_PARTS", "append_round_trip", "applied", "breakdown", "cpu_seconds", "group_cpu_seconds",
-    "settled_status",
+    "learn_step", "settled_status",
 ]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -147,3 +153,44 @@ def append_round_trip(urls: dict[str, str], key_prefix: str, use_case: str, body
         return asyncio.run(measure())
     finally:
         states[first].client.delete(stream, states[first].key("wal"), states[first].key("seq"))
+
+
+def learn_step(key: str, events: Sequence[dict[str, Any]], redis_url: str, key_prefix: str,
+               rounds: int = 5) -> dict[str, float]:
+    """The learner's learning step (`Learner.drain` of one queued event, as the event loop runs it) against
+    `OnlineModel.learn` alone, in this process, on the same events from the same model state: µs per event,
+    each its best round. The difference is the step's bookkeeping (replica, timings, telemetry, drift watch);
+    what the function's step costs beyond both is the context it runs in (HTTP, Valkey, the client).
+    """
+    use_case = USE_CASES[key]
+    settings = Settings(redis_url=redis_url, key_prefix=f"{key_prefix}-step", mlflow=False,
+                        signing_key=b"bench-learn-step-key-0123456789ab")
+    learner = Learner(use_case, RedisState.from_url(redis_url, settings.key_prefix, key), settings)
+    learner.token = learner.state.try_acquire(learner.holder, learner.ttl_ms)
+    learner.replica.model, model = OnlineModel(use_case), OnlineModel(use_case)
+    per_round = len(events) // (rounds + 1)
+    for event in events[:per_round]:  # the same state for both
+        learner.replica.model.learn(event)
+        model.learn(event)
+    learner.replica.seq = learner.accepted_seq = learner.checkpoint_seq = per_round
+    best = {"step_us": math.inf, "model_us": math.inf}
+    try:
+        for round_no in range(1, rounds + 1):
+            chunk = events[round_no * per_round : (round_no + 1) * per_round]
+            for name in ("step_us", "model_us") if round_no % 2 else ("model_us", "step_us"):
+                spent = 0.0
+                for event in chunk:
+                    if name == "step_us":
+                        learner.accepted_seq += 1
+                        learner.inbox.put((learner.generation, learner.accepted_seq, event))
+                        began = time.perf_counter()
+                        learner.drain(slice_s=LOOP_LEARN_SLICE_S)
+                    else:
+                        began = time.perf_counter()
+                        model.learn(event)
+                    spent += time.perf_counter() - began
+                best[name] = min(best[name], spent * 1e6 / len(chunk))
+    finally:
+        learner.state.release(learner.holder)
+        learner.close()
+    return best

@@ -39,7 +39,7 @@ from typing import Any
 
 import redis
 
-from coelho.adapters.redis_state import AppendResult, AsyncAppender, Record, RedisState, WalEntry
+from coelho.adapters.redis_state import AppendResult, AsyncAppender, Record, RedisState
 from coelho.config import Settings
 from coelho.core.online import OnlineModel
 from coelho.core.signing import dumps_signed
@@ -380,27 +380,36 @@ class Learner:
         on_loop = slice_s is not None
         if not self.model_lock.acquire(blocking=not on_loop):
             return 0
-        applied = 0
+        inbox, replica, clock = self.inbox, self.replica, time.thread_time
+        applied = steps = 0
+        learn_s = observe_s = 0.0
         deadline = time.perf_counter() + slice_s if slice_s is not None else math.inf
         try:
-            while time.perf_counter() < deadline:
-                try:
-                    generation, seq, payload = self.inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if generation != self.generation or self.replica.model is None or seq <= self.replica.seq:
+            step_at = clock()  # CPU clock readings are chained: two per event
+            while not inbox.empty() and time.perf_counter() < deadline:
+                generation, seq, payload = inbox.get_nowait()
+                if generation != self.generation or replica.model is None or seq <= replica.seq:
                     continue  # from an earlier leadership, or already replayed from the WAL
                 try:
-                    started = time.thread_time()
-                    learned = self.replica.catch_up() if payload is None else self.replica.apply(
-                        [WalEntry(seq, payload)])
-                    self.parts.add("learn", time.thread_time() - started, learned)
-                    applied += learned
+                    applied += replica.catch_up() if payload is None else replica.apply_one(seq, payload)
+                    learned_at = clock()
                     self._observe()
-                    self._housekeeping(on_loop)
+                    observed_at = clock()
+                    learn_s, observe_s = learn_s + learned_at - step_at, observe_s + observed_at - learned_at
+                    step_at, steps = observed_at, steps + 1
+                    if not on_loop:  # a checkpoint falls due at an exact seq: look after every event
+                        self._housekeeping(on_loop)
+                        step_at = clock()
                 except (NotLeader, redis.RedisError, LookupError) as exc:
                     self._lost_model(exc)
-            if not (on_loop or applied) and self.token is not None and self.replica.model is not None:
+                    step_at = clock()
+            if steps:
+                self.parts.add("learn", learn_s, applied)
+                self.parts.add("observe", observe_s, steps)
+            if on_loop:
+                if steps:
+                    self._housekeeping(on_loop)  # once per slice: wakes the lease thread for what falls due
+            elif not applied and self.token is not None and self.replica.model is not None:
                 # woken by an event loop that learned the events: the checkpoint or status it left
                 try:
                     self._housekeeping(on_loop)
@@ -433,15 +442,13 @@ class Learner:
             self.publish_status()
 
     def _observe(self) -> None:
-        """Feed the learned model's telemetry, MLflow history and drift watch."""
+        """Feed the learned model's telemetry, MLflow history and drift watch (`drain` times it)."""
         if (model := self.replica.model) is not None:
-            started = time.thread_time()
             telemetry.observe_learned(self.use_case.key, model.last_event_time)
             if self.history is not None:
                 self.history.observe(model)
             if self.drift_events is not None:
                 self.drift_events.observe(model)
-            self.parts.add("observe", time.thread_time() - started)
 
     # leadership ----------------------------------------------------------------------------
     def _lead(self) -> bool:

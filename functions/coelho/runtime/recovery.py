@@ -53,18 +53,19 @@ class Replica:
 
     def apply(self, entries: Iterable[WalEntry]) -> int:
         """Apply WAL entries that follow `seq` contiguously; returns how many were applied."""
+        return sum(self.apply_one(entry.seq, entry.payload) for entry in entries)
+
+    def apply_one(self, seq: int, payload: dict[str, Any]) -> int:
+        """Apply the WAL entry `seq` when it follows `seq` (1), skip it when applied already (0)."""
         assert self.model is not None
-        applied = 0
-        for entry in entries:
-            if entry.seq <= self.seq:
-                continue
-            if entry.seq != self.seq + 1:
-                raise LookupError(f"WAL gap: at seq {self.seq}, next entry is {entry.seq}")
-            if not apply_event(self.model, entry.payload):
-                self.apply_errors += 1
-            self.seq = entry.seq
-            applied += 1
-        return applied
+        if seq <= self.seq:
+            return 0
+        if seq != self.seq + 1:
+            raise LookupError(f"WAL gap: at seq {self.seq}, next entry is {seq}")
+        if not apply_event(self.model, payload):
+            self.apply_errors += 1
+        self.seq = seq
+        return 1
 
     def catch_up(self, batch: int = 5_000) -> int:
         """Apply every logged event after `seq`; returns how many were applied."""
