@@ -4,10 +4,11 @@ Each table is loaded into a native DuckDB table named after it (`TABLE_NAMES`) w
 version changes (checked at most every `refresh_seconds`), so queries run at native speed and always
 see one committed version. A table of more than `SqlLimits.load_max_rows` rows is not loaded: its native
 table is emptied and every query's cursor scans the version's Delta files instead (Arrow dataset, with
-projection and filter pushdown), so the memory the function holds does not grow with an endless stream. The database is configured once, before any query: no file, URL or
-extension access (`enable_external_access=false`, no autoload), no Python replacement scans, a memory
-limit, a thread count, no spilling, and then `lock_configuration=true`, after which no SET, RESET or
-PRAGMA can change anything.
+projection and filter pushdown), so the memory the function holds does not grow with an endless stream.
+
+The database is configured once, before any query: no file, URL or extension access
+(`enable_external_access=false`, no autoload), no Python replacement scans, a memory limit, a thread count, no
+spilling, and then `lock_configuration=true`, after which no SET, RESET or PRAGMA can change anything.
 
 A query is checked by DuckDB's own parser: exactly one statement, of type SELECT (CTEs, subqueries,
 `FROM t` shorthand, DESCRIBE/SUMMARIZE/SHOW are SELECTs). It runs on its own cursor, where a temporary
