@@ -119,12 +119,14 @@ class TrainService(Service):
         """On the first request, in the server's worker (the app is built before it forks): start the forkserver
         and, in the background, import and connect what `POST /` uses (the rows check, the MLflow registries),
         so that the first training request is answered as fast as the next ones."""
-        if self.warm is not None:
-            self.warm.start()
+        if self._prepared:  # every later request: nothing to do, no lock taken
+            return
         with self._lock:
             if self._prepared:
                 return
             self._prepared = True
+        if self.warm is not None:
+            self.warm.start()
         threading.Thread(target=self._connect, name="train-prepare", daemon=True).start()
 
     def _connect(self) -> None:
