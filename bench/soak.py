@@ -2,7 +2,8 @@
 
 The platform runs exactly as `make up` runs it (embedded Valkey, the lean MLflow server, the functions under
 functions-framework, the three producers over HTTP, or with --kafka through a local broker and
-`coelho dispatch`), in a temporary data folder, with the producers' rates multiplied by --rate-scale and five
+`coelho dispatch`), in a temporary data folder, with the producers steady (`coelho produce --steady`: the same
+rate in every hour, from the first event on), their rates multiplied by --rate-scale, and five
 bounds shortened so that they are reached within the warm-up: COELHO_DEDUP_TTL_SECONDS and
 COELHO_SINK_DEDUP_SECONDS (300 s instead of 7 days and 1 hour), COELHO_DELTA_LOG_RETENTION_HOURS (0.1 h instead
 of 24 h: the Delta logs stop growing after 6 minutes), COELHO_CHECKPOINT_EVERY (1,000 events instead of 5,000:
@@ -368,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         served = len([f for f in FUNCTIONS if f.role != "baseline"])
         # the web UI on the port below the functions', MLflow on the one after them
         platform = Platform(settings, base_port=free_block(served + 2) + 1, rate_scale=args.rate_scale,
-                            kafka=args.kafka)
+                            steady=True, kafka=args.kafka)
         baseline = FunctionProcess("hello-http", dict(os.environ), Path(tmp))
         samples: list[dict[str, Any]] = []
         try:

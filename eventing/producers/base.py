@@ -73,6 +73,7 @@ class EventGenerator(ABC, Iterator[dict[str, Any]]):
             raise ValueError(f"drift_at must be >= 0, got {drift_at}")
         self._rng = random.Random(seed)
         self._drift_at = drift_at
+        self._held: dict[str, Any] | None = None
         self.produced = 0
 
     @property
@@ -84,10 +85,23 @@ class EventGenerator(ABC, Iterator[dict[str, Any]]):
         return self
 
     def __next__(self) -> dict[str, Any]:
-        payload = self._next_payload()
-        self.use_case.schema.check(payload)
+        if self._held is not None:
+            payload, self._held = self._held, None
+        else:
+            payload = self._next_payload()
+            self.use_case.schema.check(payload)
         self.produced += 1
         return payload
+
+    def skip_until(self, timestamp: str) -> int:
+        """Drop the events stamped before ISO-8601 `timestamp`; returns how many. `produced` counts
+        from the next event on, so `drift_at` counts kept events only."""
+        dropped = 0
+        while (payload := self._next_payload())["timestamp"] < timestamp:
+            dropped += 1
+        self.use_case.schema.check(payload)
+        self._held = payload
+        return dropped
 
     @abstractmethod
     def _next_payload(self) -> dict[str, Any]:

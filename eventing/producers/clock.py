@@ -22,10 +22,11 @@ from datetime import UTC, datetime, timedelta
 
 from coelho.producers.seasonality import HOURS_PER_WEEK, hour_of_week
 
-__all__ = ["ArrivalClock", "format_timestamp", "to_microseconds"]
+__all__ = ["FLAT_PROFILE", "ArrivalClock", "format_timestamp", "to_microseconds"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_FLAT = (1.0,) * HOURS_PER_WEEK
+#: The same intensity in every hour of the week: a steady rate.
+FLAT_PROFILE = (1.0,) * HOURS_PER_WEEK
 
 
 def to_microseconds(moment: datetime) -> int:
@@ -66,7 +67,7 @@ class ArrivalClock:
         *,
         rate: float,
         rng: random.Random,
-        profile: Sequence[float] = _FLAT,
+        profile: Sequence[float] = FLAT_PROFILE,
     ) -> None:
         if not rate > 0:
             raise ValueError(f"rate must be > 0 events/s, got {rate}")

@@ -29,7 +29,7 @@ from typing import Any
 from coelho.core.ecci import PRODUCT_CATEGORIES, USE_CASE
 from coelho.core.timeparts import utc_offset_hours
 from coelho.producers.base import EventGenerator, Weighted, random_uuid
-from coelho.producers.clock import ArrivalClock, format_timestamp
+from coelho.producers.clock import FLAT_PROFILE, ArrivalClock, format_timestamp
 from coelho.producers.ecci_catalogue import Catalogue, Customer, Product, search_query
 from coelho.producers.geography import HOUSTON
 from coelho.producers.seasonality import weekly_profile
@@ -88,6 +88,8 @@ class EcciGenerator(EventGenerator):
     drift_at
         After this many events, prices grow by `DRIFT_PRICE_FACTOR` and time on page by
         `DRIFT_TIME_FACTOR`.
+    steady
+        The same mean rate in every hour (no daily rhythm): load tests and soaks.
     """
 
     use_case = USE_CASE
@@ -103,6 +105,7 @@ class EcciGenerator(EventGenerator):
         customers: int = 10_000,
         max_open_sessions: int = 5000,
         drift_at: int | None = None,
+        steady: bool = False,
     ) -> None:
         super().__init__(seed=seed, drift_at=drift_at)
         if customers < 1 or max_open_sessions < 1:
@@ -111,7 +114,8 @@ class EcciGenerator(EventGenerator):
         self._catalogue = Catalogue.build(rng)
         self._customers = [Customer.build(rng, i) for i in range(customers)]
         self._max_open = max_open_sessions
-        profile = weekly_profile({utc_offset_hours((HOUSTON.lon_min + HOUSTON.lon_max) / 2): 1.0})
+        houston = utc_offset_hours((HOUSTON.lon_min + HOUSTON.lon_max) / 2)
+        profile = FLAT_PROFILE if steady else weekly_profile({houston: 1.0})
         self._arrivals = ArrivalClock(start, rate=rate / EVENTS_PER_ARRIVAL, rng=rng,
                                       profile=profile)
         self._arrivals.advance()

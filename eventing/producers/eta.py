@@ -25,7 +25,7 @@ from typing import Any
 from coelho.core.eta import BAD_WEATHER, USE_CASE, VEHICLE_TYPES
 from coelho.core.timeparts import utc_offset_hours
 from coelho.producers.base import EventGenerator, Weighted, random_uuid
-from coelho.producers.clock import ArrivalClock, to_microseconds
+from coelho.producers.clock import FLAT_PROFILE, ArrivalClock, to_microseconds
 from coelho.producers.geography import HOUSTON, haversine_km
 from coelho.producers.seasonality import (
     hour_and_weekday,
@@ -87,6 +87,8 @@ class EtaGenerator(EventGenerator):
     drift_at
         After this many trips, trips from or to downtown take `DRIFT_SLOWDOWN` times longer while
         the app's initial estimates stay as they were.
+    steady
+        The same mean rate in every hour (no daily rhythm): load tests and soaks.
     """
 
     use_case = USE_CASE
@@ -96,6 +98,7 @@ class EtaGenerator(EventGenerator):
     def __init__(
         self, *, seed: int, start: datetime, rate: float = DEFAULT_RATE, drivers: int = 4001,
         drift_at: int | None = None,
+        steady: bool = False,
     ) -> None:
         super().__init__(seed=seed, drift_at=drift_at)
         if drivers < 1:
@@ -113,7 +116,7 @@ class EtaGenerator(EventGenerator):
             for i, number in enumerate(vehicle_numbers)
         ]
         self._weather = WeatherProcess(rng, start_us=to_microseconds(start))
-        profile = weekly_profile({_HOUSTON_OFFSET: 1.0})
+        profile = FLAT_PROFILE if steady else weekly_profile({_HOUSTON_OFFSET: 1.0})
         self._clock = ArrivalClock(start, rate=rate, rng=rng, profile=profile)
 
     def _next_payload(self) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coelho.config import Settings
@@ -52,6 +52,8 @@ GENERATORS: dict[str, Callable[..., EventGenerator]] = {
 }
 #: Mean simulated events/s per use case when no rate is given: the original producers' rates.
 DEFAULT_RATES = {"tfd": tfd.DEFAULT_RATE, "eta": eta.DEFAULT_RATE, "ecci": ecci.DEFAULT_RATE}
+#: How much simulated history a steady producer generates and drops before its first event.
+SETTLE = timedelta(hours=2)
 
 
 @dataclass
@@ -73,22 +75,34 @@ def make_generator(
     rate: float | None = None,
     fraud_rate: float | None = None,
     drift_at: int | None = None,
+    steady: bool = False,
 ) -> EventGenerator:
     """The generator of use case `key` ('tfd', 'eta' or 'ecci').
 
     `start` defaults to now (UTC); `rate` (mean simulated events/s) defaults, also when 0, to
     the original producer's rate; `fraud_rate` applies to TFD only; `drift_at` = N changes the
-    data-generating process after N events (the generator's `DRIFT` says how).
+    data-generating process after N events (the generator's `DRIFT` says how). `steady` gives the
+    same rate in every hour and starts the stream in its steady state: the generator runs from
+    `SETTLE` before `start` and the events before `start` are dropped (ECCI's returning customers
+    make its rate climb for more than an hour otherwise).
+
+    >>> steady = make_generator("ecci", seed=1, start=datetime(2026, 3, 2, tzinfo=UTC), steady=True)
+    >>> next(steady)["timestamp"] >= "2026-03-02T00:00:00", steady.produced
+    (True, 1)
     """
     if key not in GENERATORS:
         raise ValueError(f"unknown use case {key!r}; expected one of {sorted(GENERATORS)}")
-    options: dict[str, Any] = {"seed": seed, "start": start or datetime.now(UTC), "rate": rate or DEFAULT_RATES[key],
-                               "drift_at": drift_at}
+    start = start or datetime.now(UTC)
+    options: dict[str, Any] = {"seed": seed, "start": start - SETTLE if steady else start,
+                               "rate": rate or DEFAULT_RATES[key], "drift_at": drift_at, "steady": steady}
     if fraud_rate is not None:
         if key != "tfd":
             raise ValueError("fraud_rate applies to the tfd use case only")
         options["fraud_rate"] = fraud_rate
-    return GENERATORS[key](**options)
+    generator = GENERATORS[key](**options)
+    if steady:
+        generator.skip_until(start.isoformat(timespec="microseconds"))
+    return generator
 
 
 def produce(
@@ -106,6 +120,7 @@ def produce(
     start: datetime | None = None,
     progress_every: int = 1000,
     drift_at: int | None = None,
+    steady: bool = False,
 ) -> ProduceReport:
     """Generate `count` events (None: forever) of use case `key` and ship them.
 
@@ -131,6 +146,8 @@ def produce(
         Simulated time of the first event; default now.
     drift_at
         Change the data-generating process after this many events (None: never).
+    steady
+        The same mean rate in every hour, from the first event on (`make_generator`).
     """
     sinks = [sink] if isinstance(sink, str) else list(sink or [])
     if len([d for d in (sinks, out, kafka, delta) if d]) > 1:
@@ -146,7 +163,8 @@ def produce(
     seed = secrets.randbits(32) if seed is None else seed
     start = start or datetime.now(UTC)
     paced = rate > 0 if rate is not None else not (out or delta)
-    generator = make_generator(key, seed=seed, start=start, rate=rate, fraud_rate=fraud_rate, drift_at=drift_at)
+    generator = make_generator(key, seed=seed, start=start, rate=rate, fraud_rate=fraud_rate, drift_at=drift_at,
+                               steady=steady)
     gauges = StreamGauges(generator)
     report = ProduceReport(key, seed)
     log.info("%s: producing %s events, seed %d, start %s, %s%s", key,
@@ -250,6 +268,9 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
                         help="change the data-generating process after N events, to show drift detection ("
                              + "; ".join(f"{key}: {generator.DRIFT}" for key, generator in GENERATORS.items())
                              + "); default: never")
+    parser.add_argument("--steady", action="store_true",
+                        help="the same mean rate in every hour (no daily rhythm), from the first event on: "
+                             "two hours of simulated history is generated and dropped first (load tests, make soak)")
     parser.add_argument("--start", type=_utc_datetime, default=None, metavar="ISO",
                         help="simulated time of the first event, ISO-8601; no offset means UTC "
                              "(default: now)")
@@ -288,7 +309,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         with _sigterm_interrupts(), serve_metrics(args.metrics_port):
             produce(args.use_case, rate=args.rate, count=args.count, seed=args.seed,
                     sink=args.sink, out=args.out, kafka=kafka, topic=args.topic, delta=args.delta,
-                    fraud_rate=args.fraud_rate, start=args.start, drift_at=args.drift_at)
+                    fraud_rate=args.fraud_rate, start=args.start, drift_at=args.drift_at, steady=args.steady)
     except SchemaError:
         raise  # a generator bug: keep the traceback
     except ValueError as exc:

@@ -25,7 +25,7 @@ from typing import Any
 from coelho.core.tfd import CURRENCIES, PRODUCT_CATEGORIES, USE_CASE
 from coelho.core.timeparts import utc_offset_hours
 from coelho.producers.base import EventGenerator, Weighted, random_uuid
-from coelho.producers.clock import ArrivalClock, to_microseconds
+from coelho.producers.clock import FLAT_PROFILE, ArrivalClock, to_microseconds
 from coelho.producers.devices import Device, draw_device
 from coelho.producers.geography import REGIONS, Region
 from coelho.producers.seasonality import (
@@ -108,6 +108,8 @@ class TfdGenerator(EventGenerator):
         After this many events, fraud runs at `DRIFT_FRAUD_FACTOR` times `fraud_rate` and looks like
         the victims' own payments (home place, device and IP, CVV given, billing matching, usual
         amounts), only in digital goods and electronics.
+    steady
+        The same mean rate in every hour (no daily rhythm): load tests and soaks.
     """
 
     use_case = USE_CASE
@@ -123,6 +125,7 @@ class TfdGenerator(EventGenerator):
         fraud_rate: float = 0.01,
         users: int = 5000,
         drift_at: int | None = None,
+        steady: bool = False,
     ) -> None:
         super().__init__(seed=seed, drift_at=drift_at)
         if not 0.0 <= fraud_rate <= 1.0:
@@ -138,7 +141,7 @@ class TfdGenerator(EventGenerator):
         ]
         self._next_user_index = users
         self._campaigns: list[_Campaign] = []
-        profile = weekly_profile(_population_by_offset())
+        profile = FLAT_PROFILE if steady else weekly_profile(_population_by_offset())
         self._clock = ArrivalClock(start, rate=rate, rng=self._rng, profile=profile)
 
     def _next_payload(self) -> dict[str, Any]:

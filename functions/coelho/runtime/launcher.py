@@ -65,6 +65,7 @@ class Platform:
     base_port: int = BASE_PORT
     rate_scale: float = 1.0
     producers: bool = True
+    steady: bool = False  # producers at the same rate in every hour (`coelho produce --steady`)
     kafka: bool = False
     prometheus: bool = False
     manifests: Path = MANIFESTS
@@ -145,7 +146,8 @@ class Platform:
                 # over HTTP each event goes to the learner, then to delta-sink
                 target = ["--kafka"] if self.kafka else ["--sink", learners[key], "--sink", delta_sink]
                 command = [sys.executable, "-m", "coelho.cli", "produce", key, "--rate", str(rate * self.rate_scale),
-                           *target, *self._metrics_args(offset, "coelho-producers", f"{key}-producer", "producer")]
+                           *(["--steady"] if self.steady else []), *target,
+                           *self._metrics_args(offset, "coelho-producers", f"{key}-producer", "producer")]
                 self._spawn(f"{key}-producer", command, env, logs)
         if self.prometheus:
             self.prometheus_server = PrometheusServer(data_dir / "prometheus", self.metrics_port(4), self.targets,

@@ -150,3 +150,20 @@ def test_delta_output_appends_the_delta_sink_rows(tmp_path: Path, start: datetim
         assert row["ce_id"] == row["trip_id"] and row["kafka_partition"] is None
         assert {k: v for k, v in row.items() if k not in ("ce_id", "ingested_at")} == \
             {k: v for k, v in want.items() if k not in ("ce_id", "ingested_at")}
+
+
+@pytest.mark.parametrize("key", ["tfd", "eta", "ecci"])
+def test_a_steady_stream_keeps_its_rate_from_the_first_event_on(key: str, start: datetime) -> None:
+    """`--steady`: no daily rhythm and no warm-up climb (ECCI's returning customers), so a soak's load is flat."""
+    rate, windows, minutes = 20.0, 6, 5
+    generator = run_module.make_generator(key, seed=3, start=start, rate=rate, steady=True)
+    counts = [0] * windows
+    for payload in generator:
+        minute = (datetime.fromisoformat(payload["timestamp"]) - start).total_seconds() / 60
+        if minute >= windows * minutes:
+            break
+        counts[int(minute // minutes)] += 1
+    per_second = [count / (minutes * 60) for count in counts]
+    assert all(abs(measured - rate) / rate < 0.1 for measured in per_second), per_second
+    assert generator.produced == sum(counts) + 1  # the dropped history is not counted: drift_at counts from here
+    assert not run_module.make_generator(key, seed=3, start=start, steady=True, drift_at=5).drifted
