@@ -51,6 +51,7 @@ def settings(redis_url: str, key_prefix: str, tmp_path: Path) -> Settings:
     return Settings(
         redis_url=redis_url, key_prefix=key_prefix, data_dir=tmp_path,
         signing_key=SIGNING_KEY.encode(), predict_refresh_ms=50,
+        sink_batch_ms=50,  # delta-sink: tests send one event at a time, where a second per commit only slows them
         mlflow=False,  # MLflow is exercised by tests/mlflow/, which turn it on against their own store
     )
 
@@ -64,6 +65,7 @@ def env(settings: Settings) -> dict[str, str]:
         "COELHO_DATA_DIR": str(settings.data_dir),
         "COELHO_SIGNING_KEY": SIGNING_KEY,
         "COELHO_PREDICT_REFRESH_MS": str(settings.predict_refresh_ms),
+        "COELHO_SINK_BATCH_MS": str(settings.sink_batch_ms),
         "COELHO_MLFLOW": "on" if settings.mlflow else "off",
     }
 

@@ -1,7 +1,8 @@
 """Event producers: reproducible, realistic TFD/ETA/ECCI streams shipped as CloudEvents.
 
-Modules: `tfd`, `eta`, `ecci` (generators), `cloudevent` (wrapping), `sink` (HTTP delivery),
-`kafka_sink` (Kafka delivery), `metrics` (Prometheus), `run` (pacing and the ``coelho produce`` command).
+Modules: `tfd`, `eta`, `ecci` (generators), `cloudevent` (wrapping), `sink` (HTTP delivery), `window` (HTTP
+delivery with several events in flight), `kafka_sink` (Kafka delivery), `metrics` (Prometheus), `run` (pacing and
+the ``coelho produce`` command).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from coelho.producers.run import (
 )
 from coelho.producers.sink import DeliveryError, DeliveryStats, HttpSink
 from coelho.producers.tfd import TfdGenerator
+from coelho.producers.window import UnorderedSink
 
 __all__ = [
     "GENERATORS",
@@ -35,6 +37,7 @@ __all__ = [
     "KafkaSink",
     "ProduceReport",
     "TfdGenerator",
+    "UnorderedSink",
     "add_produce_arguments",
     "make_generator",
     "produce",

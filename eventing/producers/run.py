@@ -42,6 +42,7 @@ from coelho.producers.cloudevent import source_for, to_cloudevent, to_json_line
 from coelho.producers.kafka_sink import TOPICS, KafkaSink
 from coelho.producers.metrics import StreamGauges, serve_metrics
 from coelho.producers.sink import DeliveryError, DeliveryStats, HttpSink
+from coelho.producers.window import UnorderedSink
 
 __all__ = ["GENERATORS", "ProduceReport", "add_produce_arguments", "make_generator", "produce", "run_from_args"]
 
@@ -112,6 +113,8 @@ def produce(
     count: int | None = None,
     seed: int | None = None,
     sink: str | Sequence[str] | None = None,
+    unordered_sink: Sequence[str] = (),
+    in_flight: int = 50,
     out: str | None = None,
     kafka: str | None = None,
     topic: str | None = None,
@@ -140,6 +143,9 @@ def produce(
         the use case's Delta table (COELHO_DELTA_ROOT/<use case>, appended in large commits with
         the delta-sink's row layout). With none, the ``K_SINK`` environment variable (Knative
         SinkBinding) is the sink.
+    unordered_sink, in_flight
+        With HTTP sinks: each event also goes to these URLs, up to `in_flight` at a time and in no particular
+        order (`UnorderedSink`), as the unordered KafkaSource feeds delta-sink on Knative.
     topic
         Kafka topic; default the use case's (`TOPICS`).
     start
@@ -154,6 +160,8 @@ def produce(
         raise ValueError("give one destination: a sink URL, an output file, Kafka bootstrap servers or --delta")
     if topic and not kafka:
         raise ValueError("a topic applies to Kafka only")
+    if unordered_sink and (out or kafka or delta):
+        raise ValueError("an unordered sink goes with HTTP sinks only")
     if count is not None and count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     if rate is not None and rate < 0:
@@ -175,7 +183,7 @@ def produce(
     try:  # the summary comes after the destination is closed, so that it counts every delivery
         with ExitStack() as stack:
             emit = _open_destination(stack, report, sinks=sinks, out=out, kafka=kafka, topic=topic, delta=delta,
-                                     flush=paced)
+                                     flush=paced, unordered=(list(unordered_sink), in_flight))
             wall_start, sim_start_us = time.monotonic(), to_microseconds(start)
             try:
                 for payload in itertools.islice(generator, count):
@@ -196,7 +204,7 @@ def produce(
 
 def _open_destination(
     stack: ExitStack, report: ProduceReport, *, sinks: list[str], out: str | None, kafka: str | None,
-    topic: str | None, delta: bool, flush: bool,
+    topic: str | None, delta: bool, flush: bool, unordered: tuple[list[str], int] = ([], 1),
 ) -> Callable[[dict[str, Any]], Any]:
     """The function that ships one payload, with its resources registered on `stack`."""
     key = report.key
@@ -223,11 +231,15 @@ def _open_destination(
         raise ValueError("no destination: pass --sink URL, --out FILE, --kafka or --delta, or set K_SINK")
     https = [stack.enter_context(HttpSink(url, producer=report.key)) for url in urls]
     report.delivery = https[0].stats
+    urls, in_flight = unordered
+    windows = [stack.enter_context(UnorderedSink(url, in_flight=in_flight, producer=report.key)) for url in urls]
 
     def send(payload: dict[str, Any]) -> None:
         event = to_cloudevent(key, payload)
         for http in https:
             http.send(event)
+        for window in windows:
+            window.send(event)
 
     return send
 
@@ -270,7 +282,7 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
                              + "); default: never")
     parser.add_argument("--steady", action="store_true",
                         help="the same mean rate in every hour (no daily rhythm), from the first event on: "
-                             "two hours of simulated history is generated and dropped first (load tests, make soak)")
+                             "two hours of simulated history are generated and dropped first (load tests, make soak)")
     parser.add_argument("--start", type=_utc_datetime, default=None, metavar="ISO",
                         help="simulated time of the first event, ISO-8601; no offset means UTC "
                              "(default: now)")
@@ -289,6 +301,13 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
                                   "($COELHO_DELTA_ROOT/<use case>, default $COELHO_DATA_DIR/delta/<use case>) "
                                   "with the delta-sink's row layout, in commits of 100,000 rows: training data "
                                   "at scale (1M rows in about a minute)")
+    parser.add_argument("--unordered-sink", action="append", default=[], metavar="URL",
+                        help="with --sink (or K_SINK): also POST each event to URL, several at a time and in no "
+                             "particular order, as an unordered KafkaSource delivers (delta-sink groups them into "
+                             "one Delta commit); repeatable")
+    parser.add_argument("--in-flight", type=int, default=50, metavar="N",
+                        help="events outstanding per --unordered-sink (default 50, an unordered KafkaSource's "
+                             "window here)")
     parser.add_argument("--bootstrap-servers", default=None, metavar="HOSTS",
                         help="with --kafka: host:port[,...] of the brokers "
                              "(default: $KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092)")
@@ -308,7 +327,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         kafka = _kafka_servers(args)
         with _sigterm_interrupts(), serve_metrics(args.metrics_port):
             produce(args.use_case, rate=args.rate, count=args.count, seed=args.seed,
-                    sink=args.sink, out=args.out, kafka=kafka, topic=args.topic, delta=args.delta,
+                    sink=args.sink, unordered_sink=args.unordered_sink, in_flight=args.in_flight, out=args.out,
+                    kafka=kafka, topic=args.topic, delta=args.delta,
                     fraud_rate=args.fraud_rate, start=args.start, drift_at=args.drift_at, steady=args.steady)
     except SchemaError:
         raise  # a generator bug: keep the traceback

@@ -65,7 +65,7 @@ class Settings:
     spark_trigger: str = "5 seconds"
     spark_checkpoint_root: str | None = None
     sink_batch_rows: int = 500
-    sink_batch_ms: int = 200
+    sink_batch_ms: int = 1000
     sink_compact_every: int = 100
     sink_dedup_seconds: int = 3600
     drift_sink: str | None = None

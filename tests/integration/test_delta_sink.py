@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -126,3 +127,31 @@ def test_changed_log_settings_apply_to_an_existing_table(settings):
     configuration = DeltaTable(settings.delta_uri("tfd")).metadata().configuration
     assert configuration["delta.checkpointInterval"] == "7"
     assert configuration["delta.logRetentionDuration"] == "interval 7200 seconds"
+
+
+def _submit_concurrently(writer: DeltaWriter, payloads) -> list[str]:
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        return list(pool.map(lambda p: writer.submit("/tests/tfd", str(p[TFD.id_field]), p), payloads))
+
+
+def test_a_few_concurrent_senders_share_one_commit_per_batch_interval(settings):
+    """Fewer than GROUP_ROWS events are committed once their oldest waited COELHO_SINK_BATCH_MS: a slow
+    stream makes about one commit a second, not one per event."""
+    writer = DeltaWriter(TFD, dataclasses.replace(settings, sink_batch_ms=2000))
+    try:
+        assert _submit_concurrently(writer, stream("tfd", 6, seed=8)) == ["written"] * 6
+        assert writer.status()["commits"] == 1
+    finally:
+        writer.close()
+
+
+def test_a_full_window_of_senders_is_committed_without_waiting_for_the_batch_interval(settings):
+    """GROUP_ROWS or more senders, all in: committed at once (an interval longer than the 30 s answer timeout
+    would make every submit fail)."""
+    writer = DeltaWriter(TFD, dataclasses.replace(settings, sink_batch_ms=120_000))
+    try:
+        payloads = stream("tfd", 2 * delta_sink.GROUP_ROWS, seed=9)
+        assert _submit_concurrently(writer, payloads) == ["written"] * len(payloads)
+        assert sorted(ids(settings)) == sorted(str(p[TFD.id_field]) for p in payloads)
+    finally:
+        writer.close()

@@ -2,10 +2,15 @@
 
 `submit` queues one validated event and blocks until the micro-batch holding it is committed to the use
 case's Delta table (so a 2xx means the row is in the table). A batch is written when it holds
-`COELHO_SINK_BATCH_ROWS` events, when its oldest event waited `COELHO_SINK_BATCH_MS`, or when no other
-request is on its way to the writer (`Arrivals`) and either as many events are queued as the previous
-commit answered (those senders are back) or `LINGER_S` passed since that commit: a lone sequential sender
-is not slowed down, and concurrent senders share commits.
+`COELHO_SINK_BATCH_ROWS` events, when its oldest event waited `COELHO_SINK_BATCH_MS` (a second), or, with
+at least `GROUP_ROWS` events queued, when no other request is on its way to the writer (`Arrivals`) and
+either as many events are queued as the previous commit answered (those senders are back) or `LINGER_S`
+passed since that commit. So many concurrent senders (an unordered KafkaSource's window) share a commit as
+soon as they are all in, and a slow stream is committed about once a second whatever its senders do: every
+commit costs the writer native memory and the table a log entry and a data file (each kept until the log
+retention and the vacuum), so commits per hour, not events, are what must stay bounded. A lone sequential
+sender gets one event per `COELHO_SINK_BATCH_MS`; producers send to delta-sink with several events in
+flight (`coelho produce --unordered-sink`).
 
 Idempotency:
 
@@ -59,6 +64,8 @@ COMMIT_ATTEMPTS = 3
 ACK_TIMEOUT_S = 30.0
 #: After a commit, how long to wait for the senders it answered before writing a smaller batch.
 LINGER_S = 0.005
+#: Fewest queued events committed before their oldest waited `COELHO_SINK_BATCH_MS`.
+GROUP_ROWS = 32
 
 
 class SinkUnavailable(RuntimeError):
@@ -177,8 +184,16 @@ class DeltaWriter:
             return False
         if self._closed or len(self._pending) >= self.batch_rows or now - self._first_at >= self.batch_seconds:
             return True
+        if len(self._pending) < GROUP_ROWS or self.arrivals.count > 0:
+            return False
         rows, answered_at = self._last_batch
-        return self.arrivals.count <= 0 and (len(self._pending) >= rows or now - answered_at >= LINGER_S)
+        return len(self._pending) >= rows or now - answered_at >= LINGER_S
+
+    def _wait_seconds(self, now: float) -> float:
+        """How long the writer may sleep before a queued batch can be due without a new event."""
+        if len(self._pending) < GROUP_ROWS:
+            return max(0.0, self._first_at + self.batch_seconds - now)
+        return LINGER_S
 
     def _run(self) -> None:
         while True:
@@ -186,7 +201,7 @@ class DeltaWriter:
                 while not self._due(time.monotonic()):
                     if self._closed and not self._pending:
                         return
-                    self._cond.wait(LINGER_S if self._pending else None)
+                    self._cond.wait(self._wait_seconds(time.monotonic()) if self._pending else None)
                 batch, self._pending = self._pending, {}
             self._flush(batch)
 

@@ -143,8 +143,9 @@ class Platform:
                                      *self._metrics_args(0, "coelho-dispatch", "dispatch", "dispatch")], env, logs)
         if self.producers:
             for offset, (key, rate) in enumerate(DEFAULT_RATES.items(), start=1):
-                # over HTTP each event goes to the learner, then to delta-sink
-                target = ["--kafka"] if self.kafka else ["--sink", learners[key], "--sink", delta_sink]
+                # over HTTP each event goes to the learner in order, and to delta-sink with several in flight (as
+                # the ordered and the unordered KafkaSource deliver them on Knative)
+                target = ["--kafka"] if self.kafka else ["--sink", learners[key], "--unordered-sink", delta_sink]
                 command = [sys.executable, "-m", "coelho.cli", "produce", key, "--rate", str(rate * self.rate_scale),
                            *(["--steady"] if self.steady else []), *target,
                            *self._metrics_args(offset, "coelho-producers", f"{key}-producer", "producer")]

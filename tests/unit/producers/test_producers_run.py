@@ -65,6 +65,8 @@ def test_run_from_args_writes_events_and_returns_zero(tmp_path: Path) -> None:
     ("eta", "--count", "1"),  # no --sink, --out or K_SINK
     ("eta", "--count", "1", "--out", "-", "--fraud-rate", "0.1"),
     ("eta", "--count", "1", "--out", "-", "--rate", "-2"),
+    ("eta", "--count", "1", "--out", "-", "--unordered-sink", "http://127.0.0.1:9/"),
+    ("eta", "--count", "1", "--sink", "http://127.0.0.1:9/", "--unordered-sink", "http://x/", "--in-flight", "0"),
 ])
 def test_unusable_settings_exit_with_two(
     monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...],

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from coelho.producers import DeliveryError, HttpSink, produce, to_cloudevent
+from coelho.producers import DeliveryError, HttpSink, UnorderedSink, produce, to_cloudevent
 
 Events = Callable[..., list[dict[str, Any]]]
 
@@ -135,3 +135,31 @@ def test_produce_posts_binary_cloudevents_to_k_sink_over_one_connection(
     assert headers["ce-partitionkey"] == payload["session_id"]
     assert headers["content-type"] == "application/json"
     assert len({port for _, _, port in sink.received}) == 1
+
+
+def test_an_unordered_sink_keeps_several_events_in_flight_and_delivers_each_once(
+    sink: ScriptedSink, events: Events,
+) -> None:
+    sink.delays = [0.2] * 8  # the first eight answers are slow: the window fills, then drains
+    payloads = events("tfd", 24)
+    with UnorderedSink(sink.url, in_flight=4) as window:
+        for payload in payloads:
+            window.send(to_cloudevent("tfd", payload))
+    assert window.stats.delivered == window.stats.sent == 24
+    assert sorted(json.loads(body)["transaction_id"] for _, body, _ in sink.received) == sorted(
+        p["transaction_id"] for p in payloads)
+    assert len({port for _, _, port in sink.received}) == 4  # one keep-alive connection per slot
+
+
+def test_an_unordered_sink_that_runs_out_of_attempts_stops_the_producer(event: Any) -> None:
+    window = UnorderedSink("http://127.0.0.1:9/", in_flight=2, max_attempts=1)
+    window.send(event)
+    with pytest.raises(DeliveryError):
+        window.close()
+
+
+def test_produce_sends_to_the_ordered_sink_and_the_unordered_one(sink: ScriptedSink) -> None:
+    report = produce("eta", rate=0, count=30, seed=2, sink=sink.url, unordered_sink=[sink.url], in_flight=5)
+    assert report.delivery.delivered == 30
+    ids = [json.loads(body)["trip_id"] for _, body, _ in sink.received]
+    assert len(ids) == 60 and len(set(ids)) == 30
