@@ -15,7 +15,7 @@ for a prediction every 0.2 s (and the baseline as often) and the sql function fo
 
 - the resident memory (RSS) and open file descriptors of every process (function masters and workers,
   producers, dispatcher, Valkey, MLflow server and its workers, Kafka broker), from /proc;
-- Valkey's `used_memory` and key count, each use case's WAL length and dedup keys;
+- Valkey's `used_memory` and key count, each use case's WAL length, checkpoint size (the model) and dedup keys;
 - each Delta table's active files (its current snapshot) and files on disk;
 - p99 latency per window: learn from each learner's `coelho_learn_duration_seconds` histogram, predict as the soak's
   requests saw it, and the same requests to a no-op `hello-http` function started beside the platform (the
@@ -300,6 +300,7 @@ class Sampler:
             "fds": {name: open_fds(pid) for name, pid in named.items()},
             "valkey": {"used_memory_mib": info["used_memory"] / 2**20, "keys": self.redis.dbsize()},
             "wal": {key: self.redis.xlen(f"{prefix}:{key}:wal") for key in USE_CASES},
+            "checkpoint_kib": {key: self.redis.strlen(f"{prefix}:{key}:ckpt") / 1024 for key in USE_CASES},
             "dedup_keys": {key: sum(1 for _ in self.redis.scan_iter(f"{prefix}:{key}:seen:*", count=10_000))
                            for key in USE_CASES},
             "delta": {key: delta_files(self.settings.delta_uri(key)) for key in USE_CASES},

@@ -142,7 +142,7 @@ def as_json(verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
 
 
 def plot(samples: Sequence[Mapping[str, Any]], warmup_s: float, folder: Path) -> list[Path]:
-    """One PNG per series group (RSS, Valkey, WAL, dedup keys, Delta files, fds, latency, errors) in `folder`."""
+    """One PNG per series group (RSS, Valkey, WAL, checkpoints, dedup keys, Delta files, fds, latency, errors) in `folder`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -155,6 +155,7 @@ def plot(samples: Sequence[Mapping[str, Any]], warmup_s: float, folder: Path) ->
         "valkey": ("Valkey used_memory (MiB) and keys (thousands)", lambda s: {
             "used_memory MiB": s["valkey"]["used_memory_mib"], "keys (k)": s["valkey"]["keys"] / 1000}),
         "wal": ("WAL length (entries) per use case", lambda s: s["wal"]),
+        "checkpoint": ("checkpoint (the model) in Valkey, KiB per use case", lambda s: s.get("checkpoint_kib", {})),
         "dedup": ("dedup keys per use case", lambda s: s["dedup_keys"]),
         "delta": ("Delta files per table (active, on disk)", lambda s: {
             f"{key} {kind}": files[kind] for key, files in s["delta"].items() for kind in ("active", "on_disk")}),

@@ -34,6 +34,9 @@ __all__ = ["DeliveryError", "DeliveryStats", "HttpSink", "backoff_seconds", "is_
 log = logging.getLogger(__name__)
 
 RETRYABLE_CLIENT_ERRORS = frozenset({404, 408, 409, 429})
+#: Seconds after which an idle keep-alive connection is closed instead of reused: below gunicorn's keep-alive
+#: (2 s, the functions' server), so that a request never races the server closing the connection under it.
+IDLE_RECONNECT_S = 1.0
 _TRANSIENT_ERRORS = (
     requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
 )
@@ -104,6 +107,7 @@ class HttpSink:
         self._timeout = timeout
         self._sleep = sleep
         self._session = requests.Session()
+        self._last_request = 0.0
         self._outcomes = {outcome: HTTP_EVENTS.labels(producer, outcome) for outcome in ("delivered", "rejected",
                                                                                        "failed")}
         self._retries = HTTP_RETRIES.labels(producer)
@@ -121,14 +125,18 @@ class HttpSink:
                 self._sleep(backoff_seconds(
                     attempt=attempt - 1, initial=self._initial_backoff, cap=self._max_backoff,
                 ))
+            if time.monotonic() - self._last_request > IDLE_RECONNECT_S:
+                self._session.close()  # its connections only: the next request opens a fresh one
             try:
                 response = self._session.post(
                     self.url, data=body, headers=headers, timeout=self._timeout,
                     allow_redirects=False,
                 )
             except _TRANSIENT_ERRORS as exc:
+                self._last_request = time.monotonic()
                 reason = f"{type(exc).__name__}: {exc}"
             else:
+                self._last_request = time.monotonic()
                 status = response.status_code
                 if 200 <= status < 300:
                     self.stats.delivered += 1

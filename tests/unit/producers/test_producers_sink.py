@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from coelho.producers import DeliveryError, HttpSink, UnorderedSink, produce, to_cloudevent
+from coelho.producers.sink import IDLE_RECONNECT_S
 
 Events = Callable[..., list[dict[str, Any]]]
 
@@ -163,3 +164,15 @@ def test_produce_sends_to_the_ordered_sink_and_the_unordered_one(sink: ScriptedS
     assert report.delivery.delivered == 30
     ids = [json.loads(body)["trip_id"] for _, body, _ in sink.received]
     assert len(ids) == 60 and len(set(ids)) == 30
+
+
+def test_an_idle_connection_is_replaced_before_the_server_could_close_it(sink: ScriptedSink, event: Any) -> None:
+    """gunicorn closes a keep-alive connection after 2 s idle; reusing one then can meet a reset mid-request."""
+    http = HttpSink(sink.url)
+    http.send(event)
+    http.send(event)
+    time.sleep(IDLE_RECONNECT_S + 0.2)
+    http.send(event)
+    ports = [port for _, _, port in sink.received]
+    assert ports[0] == ports[1] != ports[2]
+    http.close()
