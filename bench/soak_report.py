@@ -142,7 +142,8 @@ def as_json(verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
 
 
 def plot(samples: Sequence[Mapping[str, Any]], warmup_s: float, folder: Path) -> list[Path]:
-    """One PNG per series group (RSS, Valkey, WAL, checkpoints, dedup keys, Delta files, fds, latency, errors) in `folder`."""
+    """One PNG per series group in `folder`: RSS, Valkey, WAL, checkpoints, dedup keys, Delta files, fds, latency,
+    errors."""
     import matplotlib
 
     matplotlib.use("Agg")
