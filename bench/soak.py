@@ -11,7 +11,8 @@ the WAL, trimmed at each checkpoint, stops growing after 3 minutes instead of 15
 COELHO_SQL_LOAD_MAX_ROWS (2,000 instead of 1,000,000: the sql function scans the tfd table from its files after
 3 minutes instead of holding a copy that grows with the stream). Meanwhile the soak asks each predict function
 for a prediction every 0.2 s (and the baseline as often) and the sql function for a count every sample. Every
-`--interval` seconds it records:
+`--interval` seconds on average (each pause drawn between 0.5 and 1.5 times it, so that samples do not alias
+with the processes' own periods) it records:
 
 - the resident memory (RSS) and open file descriptors of every process (function masters and workers,
   producers, dispatcher, Valkey, MLflow server and its workers, Kafka broker), from /proc;
@@ -32,9 +33,11 @@ verdicts (see soak_report.py for the rules) and exits 1 when one fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import random
 import re
 import signal
 import socket
@@ -108,11 +111,18 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
-def open_fds(pid: int) -> int | None:
+def open_fds(pid: int) -> tuple[int, int] | tuple[None, None]:
+    """(descriptors other than sockets, sockets) open in process `pid`; a server's sockets come and go with its
+    clients' keep-alive connections, so a leak is judged on the others (files, pipes, event fds)."""
     try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
+        fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return None
+        return None, None
+    sockets = 0
+    for fd in fds:
+        with contextlib.suppress(OSError):  # closed since the listing
+            sockets += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+    return len(fds) - sockets, sockets
 
 
 def processes(platform: Platform) -> dict[str, int]:
@@ -270,6 +280,7 @@ class Sampler:
 
     def sample(self, t: float) -> dict[str, Any]:
         named = processes(self.platform)
+        descriptors = {name: open_fds(pid) for name, pid in named.items()}
         errors: dict[str, int] = {}
         for name, pid in named.items():
             if name in self.pids and self.pids[name] != pid:
@@ -297,7 +308,8 @@ class Sampler:
         return {
             "t": round(t, 1),
             "rss_mib": {name: rss_mib(pid) for name, pid in named.items()},
-            "fds": {name: open_fds(pid) for name, pid in named.items()},
+            "fds": {name: fds[0] for name, fds in descriptors.items()},
+            "sockets": {name: fds[1] for name, fds in descriptors.items()},
             "valkey": {"used_memory_mib": info["used_memory"] / 2**20, "keys": self.redis.dbsize()},
             "wal": {key: self.redis.xlen(f"{prefix}:{key}:wal") for key in USE_CASES},
             "checkpoint_kib": {key: self.redis.strlen(f"{prefix}:{key}:ckpt") / 1024 for key in USE_CASES},
@@ -386,7 +398,10 @@ def main(argv: list[str] | None = None) -> int:
             sampler = Sampler(platform, settings, prober)
             began = time.monotonic()
             while (elapsed := time.monotonic() - began) < args.minutes * 60:
-                time.sleep(max(0.0, args.interval - (time.monotonic() - began - elapsed)))
+                # at random intervals (0.5-1.5 x --interval): fixed ones alias with the processes' own periods
+                # (a learner checkpoints every 30 s; at exactly 30 s its WAL length drifted as the periods beat)
+                pause = args.interval * random.uniform(0.5, 1.5)
+                time.sleep(max(0.0, pause - (time.monotonic() - began - elapsed)))
                 samples.append(sampler.sample(time.monotonic() - began))
                 last = samples[-1]
                 log.info("%4.1f min: applied %s, valkey %.1f MiB / %d keys, errors %d", last["t"] / 60,
