@@ -16,7 +16,7 @@ import pytest
 from coelho.adapters.training_data import read_rows
 from coelho.config import Settings
 from coelho.core import USE_CASES
-from coelho.core.batch import FeatureBuilder
+from coelho.core.batch import Encoder, FeatureBuilder, feature_columns
 from coelho.core.train_request import TrainRequest
 from support.batch import append_events, events
 
@@ -78,3 +78,21 @@ def test_column_formulas_equal_the_per_event_features_on_delta_rows(tmp_path, ke
     pd.testing.assert_frame_equal(columnar.frame(), per_event.frame(), check_exact=True)
     # a chunk iterates as the events it holds (what a consumer of events sees)
     assert list(next(rows.chunks(range(5)))) == sorted_events[:5]
+
+
+def test_encoder_encodes_a_training_frame_by_its_codes_as_it_encodes_plain_values(tmp_path):
+    """The ECCI encoder counts and one-hot encodes a categorical column by its category codes; the levels and
+    the matrix equal those of the per-value path (`str()` of each value), which serving takes."""
+    settings = Settings(data_dir=tmp_path)
+    use_case = USE_CASES["ecci"]
+    stream = events("ecci", 3_000, seed=78)
+    append_events(settings, "ecci", stream + _edge_cases("ecci", stream))
+    rows = read_rows(settings, use_case, TrainRequest("ecci"))
+    frame = FeatureBuilder(use_case).add(next(rows.chunks(range(rows.rows), chunk_rows=rows.rows))).frame()
+    columns = feature_columns(use_case)
+    encoder = Encoder.fit(columns, frame, max_levels=3)  # few levels: many values go to "other"
+    for name in columns.categorical:
+        ranked = sorted(frame[name].astype(str).value_counts().items(), key=lambda item: (-item[1], item[0]))
+        assert encoder.levels[name] == [value for value, _ in ranked[:3]]
+    plain = {name: frame[name].tolist() for name in columns.names}
+    assert (encoder.transform(frame) == encoder.transform(plain)).all()

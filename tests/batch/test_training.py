@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -64,6 +65,16 @@ def test_training_registers_a_version_holding_the_champion_alias(batch_settings,
     source = json.loads(datasets["test"].source)
     assert datasets["test"].source_type == "delta_table" and source["path"] == batch_settings.delta_uri(key)
     assert source["delta_table_version"] == int(run.data.tags["coelho.delta_version"])
+    # each block's SHA-256 names its rows: one line "<ce_source> <ce_id> <event time in µs>" per row, in order
+    plan = plan_training(batch_settings, TrainRequest(key))
+    rows = plan.rows
+    for block in plan.split.blocks:
+        lines = zip(rows.column("ce_source", block.indices), rows.column("ce_id", block.indices),
+                    rows.times_us()[block.indices].tolist(), strict=True)
+        expected = hashlib.sha256("".join(f"{s} {i} {t}\n" for s, i, t in lines).encode()).hexdigest()
+        tags = next({t.key: t.value for t in d.tags} for d in run.inputs.dataset_inputs
+                    if d.tags[0].value == block.name)
+        assert tags["sha256"] == expected and tags["rows"] == str(block.rows)
 
 
 def test_quality_beats_trivial_baselines_on_the_held_out_block(batch_settings, trained, streams):

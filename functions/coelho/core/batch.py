@@ -241,9 +241,8 @@ class Encoder:
             std = float(values.std()) if len(values) else 0.0
             scales[name] = std if std > 0 else 1.0
         for name in columns.categorical:
-            counts = frame[name].astype(str).value_counts(sort=False)
-            ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-            levels[name] = [str(value) for value, _ in ranked[:max_levels]]
+            ranked = sorted(_text_counts(frame[name]).items(), key=lambda item: (-item[1], item[0]))
+            levels[name] = [value for value, _ in ranked[:max_levels]]
         return cls(columns, means, scales, levels)
 
     def output_names(self) -> list[str]:
@@ -263,12 +262,30 @@ class Encoder:
             out[:, i] = (np.asarray(data[name], dtype=np.float64) - self.means[name]) / self.scales[name]
         offset, rows = len(numeric), np.arange(n)
         for name in categorical:
-            positions = self._positions[name]
-            other = len(positions)
-            codes = np.fromiter((positions.get(str(value), other) for value in data[name]), np.int64, count=n)
-            out[rows, offset + codes] = 1.0
-            offset += other + 1
+            out[rows, offset + self._codes(name, data[name])] = 1.0
+            offset += len(self._positions[name]) + 1
         return out
+
+    def _codes(self, name: str, values: Any) -> Any:
+        """Each value's column among `name`'s kept levels (`other` last): `str(value)` looked up once per row, or
+        once per category for a pandas categorical column (the training frames), where a missing value is NaN.
+
+        >>> import pandas as pd
+        >>> encoder = Encoder(FeatureColumns(("device",), ("device",)), {}, {}, {"device": ["b", "nan"]})
+        >>> column = pd.Series(pd.Categorical(["a", "b", None, "b"]))
+        >>> encoder._codes("device", column).tolist(), encoder._codes("device", list(column)).tolist()
+        ([2, 0, 1, 0], [2, 0, 1, 0])
+        """
+        import numpy as np
+
+        positions = self._positions[name]
+        other = len(positions)
+        categories = getattr(getattr(values, "cat", None), "categories", None)
+        if categories is None:
+            return np.fromiter((positions.get(str(value), other) for value in values), np.int64, count=len(values))
+        # the category codes index a lookup whose last entry serves code -1 (a missing value: NaN, "nan" as text)
+        lookup = np.array([positions.get(str(c), other) for c in categories] + [positions.get("nan", other)], np.int64)
+        return lookup[np.asarray(values.cat.codes, dtype=np.int64)]
 
     def to_json(self) -> dict[str, Any]:
         return {"names": list(self.columns.names), "categorical": list(self.columns.categorical),
@@ -290,6 +307,25 @@ def labels(use_case: UseCase, events: Iterable[Mapping[str, Any]]) -> list[float
     if use_case.label_field is None:
         raise ValueError(f"{use_case.key} has no label")
     return [float(event[use_case.label_field]) for event in events]
+
+
+def _text_counts(column: Any) -> dict[str, int]:
+    """How often each value of a pandas column occurs, by its text (`str(value)`; a missing value is "nan");
+    a categorical column is counted by its codes, never turned into strings row by row.
+
+    >>> import pandas as pd
+    >>> _text_counts(pd.Series(pd.Categorical(["a", None, "a"], categories=["a", "b"])))
+    {'a': 2, 'nan': 1}
+    >>> _text_counts(pd.Series([1, 2, 1]))
+    {'1': 2, '2': 1}
+    """
+    if getattr(column, "cat", None) is None:
+        return {str(k): int(v) for k, v in column.astype(str).value_counts(sort=False).items()}
+    counts: dict[str, int] = {}
+    for value, count in column.value_counts(sort=False, dropna=False).items():
+        if count:
+            counts[str(value)] = counts.get(str(value), 0) + int(count)
+    return counts
 
 
 def _categorical(value: Any) -> str:
