@@ -183,7 +183,7 @@ def produce(
     try:  # the summary comes after the destination is closed, so that it counts every delivery
         with ExitStack() as stack:
             emit = _open_destination(stack, report, sinks=sinks, out=out, kafka=kafka, topic=topic, delta=delta,
-                                     flush=paced, unordered=(list(unordered_sink), in_flight))
+                                     flush=paced, unordered=unordered_sink, in_flight=in_flight)
             wall_start, sim_start_us = time.monotonic(), to_microseconds(start)
             try:
                 for payload in itertools.islice(generator, count):
@@ -204,7 +204,7 @@ def produce(
 
 def _open_destination(
     stack: ExitStack, report: ProduceReport, *, sinks: list[str], out: str | None, kafka: str | None,
-    topic: str | None, delta: bool, flush: bool, unordered: tuple[list[str], int] = ([], 1),
+    topic: str | None, delta: bool, flush: bool, unordered: Sequence[str] = (), in_flight: int = 50,
 ) -> Callable[[dict[str, Any]], Any]:
     """The function that ships one payload, with its resources registered on `stack`."""
     key = report.key
@@ -231,8 +231,7 @@ def _open_destination(
         raise ValueError("no destination: pass --sink URL, --out FILE, --kafka or --delta, or set K_SINK")
     https = [stack.enter_context(HttpSink(url, producer=report.key)) for url in urls]
     report.delivery = https[0].stats
-    urls, in_flight = unordered
-    windows = [stack.enter_context(UnorderedSink(url, in_flight=in_flight, producer=report.key)) for url in urls]
+    windows = [stack.enter_context(UnorderedSink(url, in_flight=in_flight, producer=report.key)) for url in unordered]
 
     def send(payload: dict[str, Any]) -> None:
         event = to_cloudevent(key, payload)

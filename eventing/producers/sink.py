@@ -133,10 +133,8 @@ class HttpSink:
                     allow_redirects=False,
                 )
             except _TRANSIENT_ERRORS as exc:
-                self._last_request = time.monotonic()
                 reason = f"{type(exc).__name__}: {exc}"
             else:
-                self._last_request = time.monotonic()
                 status = response.status_code
                 if 200 <= status < 300:
                     self.stats.delivered += 1
@@ -146,6 +144,8 @@ class HttpSink:
                     self._reject(event, response)
                     return False
                 reason = f"HTTP {status}"
+            finally:
+                self._last_request = time.monotonic()
             log.warning("event %s attempt %d/%d failed (%s)",
                         event["id"], attempt, self._max_attempts, reason)
         self.stats.failed += 1
