@@ -2,14 +2,19 @@
 
 Each series is judged on the samples after the warm-up only (caches filled, TTLs reached):
 
-- memory (RSS of each process, Valkey's `used_memory`): the slope, extrapolated to an hour, must be at most
-  `MEMORY_GROWTH_MAX` of the series' median. The slope is Theil–Sen's (the median of the slopes between every
-  two samples): a leak raises every later sample, while one sample caught in a transient (a commit's buffers,
-  a burst of requests) would tilt a least-squares line but not the median;
+- memory (RSS of each process; Valkey's `used_memory` net of the WAL streams, which are bounded by their trim
+  and judged as counts): the slope, extrapolated to an hour, must be at most `MEMORY_GROWTH_MAX` of the
+  process's size (the median RSS; Valkey's for `used_memory`). The slope is Theil–Sen's (the median of the
+  slopes between every two samples): a leak raises every later sample, while one sample caught in a
+  transient (a commit's buffers, a burst of requests) would tilt a least-squares line but not the median.
+  The verdict reads Sen's `CONFIDENCE` interval around it: PASS when its upper end is within the limit,
+  FAIL when its lower end is above it, and INCONCLUSIVE in between: the samples are too few or too noisy
+  to tell a slope that small from none (a worker whose RSS moves ±6 MiB between samples needs about an hour
+  of samples to decide 5 % of 250 MiB per hour), and the run should be longer;
 - counts with a bound from a setting (WAL length, dedup keys, Redis keys, active Delta files): every sample
   at most the bound;
 - open file descriptors other than sockets (a server's sockets follow its clients' keep-alive connections;
-  they are plotted, not judged): the same slope extrapolated to an hour at most
+  they are plotted, not judged): the same slope and interval, extrapolated to an hour, against
   `max(FDS_GROWTH_MIN, 5 % of the median)`;
 - p99 latencies, as ratios to the no-op `BASELINE` function's p99 in the same window (the machine is shared:
   its load moves every latency together): the median ratio of the last third at most `LATENCY_DRIFT_MAX`
@@ -19,31 +24,54 @@ Each series is judged on the samples after the warm-up only (caches filled, TTLs
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BASELINE", "Verdict", "bounded", "drift", "growth", "judge", "plot", "slope_per_hour"]
+__all__ = ["BASELINE", "Verdict", "bounded", "drift", "growth", "judge", "memory_growth", "plot", "slope_interval",
+           "slope_per_hour"]
 
 MEMORY_GROWTH_MAX = 0.05
 FDS_GROWTH_MIN = 5.0
 LATENCY_DRIFT_MAX = 1.5
 LATENCY_RATIO_SLACK = 0.5
+#: Two-sided confidence of the slope's interval: each of PASS and FAIL is decided at 95 %.
+CONFIDENCE = 0.90
 #: The p99 series of the no-op function every other latency is divided by.
 BASELINE = "baseline hello-http"
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """One series' judgement: what was measured against what it had to stay under."""
+    """One series' judgement: what was measured against what it had to stay under.
+
+    `low` and `high` bound a slope's measurement (Sen's interval); `outcome` is "pass", "fail" or
+    "inconclusive" (the interval holds the limit: run longer).
+    """
 
     series: str
     rule: str
     measured: float
     limit: float
-    ok: bool
+    outcome: str
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "pass"
+
+
+def _outcome(ok: bool) -> str:
+    return "pass" if ok else "fail"
+
+
+def _pairwise_slopes(times: Sequence[float], values: Sequence[float]) -> list[float]:
+    return sorted((values[j] - values[i]) / (times[j] - times[i])
+                  for i in range(len(times)) for j in range(i + 1, len(times)) if times[j] != times[i])
 
 
 def slope_per_hour(times: Sequence[float], values: Sequence[float]) -> float:
@@ -56,21 +84,63 @@ def slope_per_hour(times: Sequence[float], values: Sequence[float]) -> float:
     >>> slope_per_hour([0, 600, 1200, 1800, 2400], [50, 50, 50, 50, 90])  # one transient at the end: flat
     0.0
     """
-    slopes = [(values[j] - values[i]) / (times[j] - times[i])
-              for i in range(len(times)) for j in range(i + 1, len(times)) if times[j] != times[i]]
+    slopes = _pairwise_slopes(times, values)
     return statistics.median(slopes) * 3600 if slopes else 0.0
 
 
-def growth(series: str, times: Sequence[float], values: Sequence[float], share: float = MEMORY_GROWTH_MAX) -> Verdict:
-    """Growth per hour, extrapolated, at most `share` of the median.
+def slope_interval(times: Sequence[float], values: Sequence[float],
+                   confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Sen's distribution-free confidence interval of the Theil–Sen slope, in units per hour.
 
-    >>> growth("rss", [0, 600, 1200], [100.0, 100.5, 101.0]).ok   # 1.5 per hour on 100: 1.5 %
+    The ranks of the interval's ends among the sorted pairwise slopes come from the variance of Kendall's S
+    statistic, n(n-1)(2n+5)/18 (as `scipy.stats.theilslopes` computes them, ties not corrected). Samples
+    are taken as independent: the soak draws its pauses at random so that they do not follow the
+    processes' own periods.
+
+    >>> low, high = slope_interval(range(0, 3600, 60), [100 + t / 360 for t in range(0, 3600, 60)])
+    >>> round(low, 6), round(high, 6)   # exact line: 10 per hour, no doubt
+    (10.0, 10.0)
+    >>> low, high = slope_interval([0, 600, 1200, 1800], [50, 60, 40, 55])
+    >>> low < 0 < high                  # four noisy samples: could be anything
     True
-    >>> growth("rss", [0, 600, 1200], [100.0, 110.0, 120.0]).ok   # 60 % per hour
-    False
     """
-    per_hour, median = slope_per_hour(times, values), statistics.median(values)
-    return Verdict(series, f"growth/h <= {share:.0%} of median", per_hour, share * median, per_hour <= share * median)
+    slopes = _pairwise_slopes(times, values)
+    if not slopes:
+        return 0.0, 0.0
+    n = len(values)
+    spread = statistics.NormalDist().inv_cdf(0.5 + confidence / 2) * math.sqrt(n * (n - 1) * (2 * n + 5) / 18)
+    upper = min(round((len(slopes) + spread) / 2) - 1, len(slopes) - 1)
+    lower = max(min(round((len(slopes) - spread) / 2), upper), 0)
+    return slopes[lower] * 3600, slopes[max(upper, lower)] * 3600
+
+
+def growth(series: str, times: Sequence[float], values: Sequence[float], limit: float,
+           rule: str = "growth/h") -> Verdict:
+    """Theil–Sen growth per hour, extrapolated, against `limit`, decided by its confidence interval.
+
+    >>> samples = range(0, 1800, 30)
+    >>> growth("rss", samples, [100 + t / 3600 for t in samples], 5.0).outcome       # 1 per hour
+    'pass'
+    >>> growth("rss", samples, [100 + t / 60 for t in samples], 5.0).outcome         # 60 per hour
+    'fail'
+    >>> noisy = [100 + 1.2 * ((37 * i) % 11 - 5) + t / 720 for i, t in enumerate(samples)]
+    >>> growth("rss", samples, noisy, 5.0).outcome   # 5 per hour under ±6 of noise, for 30 minutes: cannot tell
+    'inconclusive'
+    """
+    low, high = slope_interval(times, values)
+    outcome = "pass" if high <= limit else "fail" if low > limit else "inconclusive"
+    return Verdict(series, rule, slope_per_hour(times, values), limit, outcome, low, high)
+
+
+def memory_growth(series: str, times: Sequence[float], values: Sequence[float],
+                  size: float | None = None) -> Verdict:
+    """`growth` against `MEMORY_GROWTH_MAX` of the process's `size` (default: the series' median).
+
+    >>> memory_growth("rss", range(0, 1800, 30), [100.0] * 60).limit
+    5.0
+    """
+    size = statistics.median(values) if size is None else size
+    return growth(series, times, values, MEMORY_GROWTH_MAX * size, f"growth/h <= {MEMORY_GROWTH_MAX:.0%} of size")
 
 
 def bounded(series: str, values: Sequence[float], bound: float) -> Verdict:
@@ -79,7 +149,7 @@ def bounded(series: str, values: Sequence[float], bound: float) -> Verdict:
     >>> bounded("wal", [10, 4000, 9000], 10000).ok, bounded("wal", [10, 12000], 10000).ok
     (True, False)
     """
-    return Verdict(series, "max <= bound", max(values), bound, max(values) <= bound)
+    return Verdict(series, "max <= bound", max(values), bound, _outcome(max(values) <= bound))
 
 
 def drift(series: str, values: Sequence[float]) -> Verdict:
@@ -92,7 +162,7 @@ def drift(series: str, values: Sequence[float]) -> Verdict:
     first, last = statistics.median(values[:third]), statistics.median(values[-third:])
     limit = LATENCY_DRIFT_MAX * first + LATENCY_RATIO_SLACK
     return Verdict(series, f"last third <= {LATENCY_DRIFT_MAX:g} x first third + {LATENCY_RATIO_SLACK:g}",
-                   last, limit, last <= limit)
+                   last, limit, _outcome(last <= limit))
 
 
 def judge(samples: Sequence[Mapping[str, Any]], warmup_s: float, bounds: Mapping[str, float]) -> list[Verdict]:
@@ -105,16 +175,18 @@ def judge(samples: Sequence[Mapping[str, Any]], warmup_s: float, bounds: Mapping
     for name in steady[-1]["rss_mib"]:
         values = [s["rss_mib"].get(name) for s in steady]
         if None not in values:  # a process that was not there all along (restarted) is reported, not judged
-            verdicts.append(growth(f"rss {name}", times, values))
-    verdicts.append(growth("valkey used_memory", times, [s["valkey"]["used_memory_mib"] for s in steady]))
+            verdicts.append(memory_growth(f"rss {name}", times, values))
+    valkey_size = statistics.median(s["rss_mib"]["valkey"] for s in steady) if "valkey" in steady[-1]["rss_mib"] \
+        else None
+    verdicts.append(memory_growth("valkey used_memory net of the WAL", times, [
+        s["valkey"]["used_memory_mib"] - s["valkey"].get("wal_mib", 0.0) for s in steady], valkey_size))
     for series, bound in bounds.items():
         verdicts.append(bounded(series, [_lookup(s, series) for s in steady], bound))
     for name in steady[-1]["fds"]:
         values = [s["fds"].get(name) for s in steady]
         if None not in values:
-            per_hour, median = slope_per_hour(times, values), statistics.median(values)
-            limit = max(FDS_GROWTH_MIN, MEMORY_GROWTH_MAX * median)
-            verdicts.append(Verdict(f"fds {name}", "growth/h small", per_hour, limit, per_hour <= limit))
+            limit = max(FDS_GROWTH_MIN, MEMORY_GROWTH_MAX * statistics.median(values))
+            verdicts.append(growth(f"fds {name}", times, values, limit, "growth/h small"))
     for name in steady[-1]["p99_ms"]:
         if name == BASELINE:
             continue
@@ -123,7 +195,7 @@ def judge(samples: Sequence[Mapping[str, Any]], warmup_s: float, bounds: Mapping
         if len(ratios) >= 3:
             verdicts.append(drift(f"p99 {name} / {BASELINE}", ratios))
     errors = sum(sum(s["errors"].values()) for s in samples)
-    verdicts.append(Verdict("errors", "none", errors, 0, errors == 0))
+    verdicts.append(Verdict("errors", "none", errors, 0, _outcome(errors == 0)))
     return verdicts
 
 

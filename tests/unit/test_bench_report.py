@@ -211,9 +211,9 @@ def test_lifecycle_rows_pass_at_two_seconds_and_sit_next_to_hello(bench: SimpleN
 
 
 def soak_sample(t: float, rss: float, used: float = 10.0, p99: float = 5.0, errors: int = 0,
-                baseline: float = 2.0) -> dict[str, Any]:
-    return {"t": t, "rss_mib": {"tfd-learn worker": rss}, "fds": {"tfd-learn worker": 20},
-            "valkey": {"used_memory_mib": used, "keys": 1000}, "wal": {"tfd": 4000},
+                baseline: float = 2.0, wal: float = 1.0) -> dict[str, Any]:
+    return {"t": t, "rss_mib": {"tfd-learn worker": rss, "valkey": 20.0}, "fds": {"tfd-learn worker": 20},
+            "valkey": {"used_memory_mib": used, "wal_mib": wal, "keys": 1000}, "wal": {"tfd": 4000},
             "p99_ms": {"learn tfd-learn": p99, "baseline hello-http": baseline},
             "errors": {"refused tfd-learn": errors}}
 
@@ -223,8 +223,8 @@ def test_soak_judges_growth_after_the_warm_up_bounds_latency_and_errors(bench: S
     samples = [soak_sample(t, 100 + min(t, 600) / 10) for t in range(0, 1800, 30)]
     verdicts = {v.series: v for v in bench.soak_report.judge(samples, 600, {"wal.tfd": 10_000})}
     assert all(v.ok for v in verdicts.values()), [v for v in verdicts.values() if not v.ok]
-    assert set(verdicts) == {"rss tfd-learn worker", "valkey used_memory", "wal.tfd", "fds tfd-learn worker",
-                             "p99 learn tfd-learn / baseline hello-http", "errors"}
+    assert set(verdicts) == {"rss tfd-learn worker", "rss valkey", "valkey used_memory net of the WAL", "wal.tfd",
+                             "fds tfd-learn worker", "p99 learn tfd-learn / baseline hello-http", "errors"}
     growing = [soak_sample(t, 100 + t / 60) for t in range(0, 1800, 30)]  # 60 MiB/h on about 120
     assert not {v.series: v for v in bench.soak_report.judge(growing, 600, {})}["rss tfd-learn worker"].ok
     slower = [soak_sample(t, 100, p99=5 if t < 1200 else 30) for t in range(0, 1800, 30)]
@@ -235,7 +235,27 @@ def test_soak_judges_growth_after_the_warm_up_bounds_latency_and_errors(bench: S
     assert {v.series: v for v in bench.soak_report.judge(loaded, 600, {})}[latency].ok
     failed = [soak_sample(t, 100, errors=int(t == 60)) for t in range(0, 1800, 30)]  # during the warm-up too
     assert not {v.series: v for v in bench.soak_report.judge(failed, 600, {})}["errors"].ok
-    assert not bench.soak_report.judge(samples, 600, {"wal.tfd": 3_999})[2].ok
+    assert not {v.series: v for v in bench.soak_report.judge(samples, 600, {"wal.tfd": 3_999})}["wal.tfd"].ok
+
+
+def test_soak_judges_valkey_net_of_its_wal_against_its_process_size(bench: SimpleNamespace) -> None:
+    # The WAL swings between checkpoints (bounded by its trim, judged as a count): not a leak.
+    sawtooth = [soak_sample(t, 100, used=5 + (t % 300) / 300, wal=1 + (t % 300) / 300) for t in range(0, 1800, 30)]
+    [valkey] = [v for v in bench.soak_report.judge(sawtooth, 600, {}) if v.series.startswith("valkey")]
+    assert valkey.outcome == "pass" and valkey.limit == pytest.approx(1.0)  # 5 % of Valkey's 20 MiB RSS
+    growing = [soak_sample(t, 100, used=5 + t / 1800) for t in range(0, 1800, 30)]  # 2 MiB/h
+    [valkey] = [v for v in bench.soak_report.judge(growing, 600, {}) if v.series.startswith("valkey")]
+    assert valkey.outcome == "fail" and valkey.low > valkey.limit
+
+
+def test_soak_calls_a_noisy_slope_near_its_limit_inconclusive(bench: SimpleNamespace) -> None:
+    rng = __import__("random").Random(3)
+    noisy = [soak_sample(t, 250 + 4 * t / 3600 + rng.gauss(0, 6)) for t in range(0, 1800, 30)]  # 4 MiB/h, ±6
+    [rss] = [v for v in bench.soak_report.judge(noisy, 600, {}) if v.series == "rss tfd-learn worker"]
+    assert rss.outcome == "inconclusive" and rss.low < rss.limit < rss.high  # limit 12.5 MiB/h
+    longer = [soak_sample(t, 250 + 4 * t / 3600 + rng.gauss(0, 6)) for t in range(0, 7200, 30)]
+    [rss] = [v for v in bench.soak_report.judge(longer, 600, {}) if v.series == "rss tfd-learn worker"]
+    assert rss.outcome == "pass" and rss.high < rss.limit
 
 
 def test_soak_window_p99_comes_from_histogram_deltas(bench: SimpleNamespace) -> None:
