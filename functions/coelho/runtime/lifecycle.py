@@ -151,6 +151,9 @@ class Lifecycle:
         For a worker whose libraries keep memory it cannot give back: its replacement starts from the
         state the function keeps outside the process. Only in a gunicorn worker (elsewhere there is no
         one to start the next process): False, and nothing happens.
+
+        >>> Lifecycle().recycle("a test process")
+        False
         """
         if not self.in_worker or self.draining.is_set():
             return False
