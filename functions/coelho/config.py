@@ -67,6 +67,7 @@ class Settings:
     sink_batch_rows: int = 500
     sink_batch_ms: int = 1000
     sink_compact_every: int = 100
+    sink_recycle_commits: int = 50_000
     sink_dedup_seconds: int = 3600
     drift_sink: str | None = None
     sink_retention_hours: int = 168
@@ -176,6 +177,13 @@ def _non_negative(raw: str) -> float:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
 def _k_range(raw: str) -> tuple[int, int]:
     """`2-10` → (2, 10): the K of KMeans tried by batch training."""
     low, sep, high = raw.partition("-")
@@ -260,6 +268,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sink_batch_rows": ("COELHO_SINK_BATCH_ROWS", _positive(int)),
     "sink_batch_ms": ("COELHO_SINK_BATCH_MS", _positive(int)),
     "sink_compact_every": ("COELHO_SINK_COMPACT_EVERY", _positive(int)),
+    "sink_recycle_commits": ("COELHO_SINK_RECYCLE_COMMITS", _non_negative_int),
     "sink_dedup_seconds": ("COELHO_SINK_DEDUP_SECONDS", _positive(int)),
     "drift_sink": ("COELHO_DRIFT_SINK", str),
     "sink_retention_hours": ("COELHO_SINK_RETENTION_HOURS", _positive(int)),

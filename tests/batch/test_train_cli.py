@@ -108,3 +108,17 @@ def test_failures_exit_1_with_a_clear_message(monkeypatch, capsys, batch_env, ba
         assert code == 1 and "eta is already training (run run-123" in err
     finally:
         state.unlock("someone-else")
+
+
+def test_the_final_status_and_the_lock_release_are_one_step(batch_settings):
+    # A client that reads "finished" may start the next training at once (no 409 from a lock not yet released).
+    state = TrainingState.open(batch_settings, "tfd")
+    assert state.try_lock("mine", "run-1", "2026-03-02T10:00:00+00:00") is None
+    assert state.finish("mine", {"state": "finished", "run_id": "run-1"})
+    assert state.holder() is None and state.read_status() == {"state": "finished", "run_id": "run-1"}
+    assert state.try_lock("next", "run-2", "2026-03-02T10:01:00+00:00") is None
+    try:  # a training that lost its lock says nothing over the one that holds it now
+        assert not state.finish("mine", {"state": "failed", "run_id": "run-1"})
+        assert state.holder()["token"] == "next" and state.read_status()["state"] == "finished"
+    finally:
+        state.unlock("next")

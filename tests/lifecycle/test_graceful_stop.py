@@ -154,6 +154,34 @@ def test_delta_sink_answers_every_sender_on_sigint_and_keeps_one_row_per_event(e
     assert sorted(ids) == sorted(e["transaction_id"] for e in events)
 
 
+def test_delta_sink_hands_over_to_a_fresh_worker_after_its_commits_and_keeps_one_row_per_event(
+        env, settings, serve):
+    from deltalake import DeltaTable
+
+    events = stream("tfd", 240, seed=37)
+    sink = serve("delta-sink", env, COELHO_SINK_RECYCLE_COMMITS="15")
+    statuses: list[int] = []
+
+    def send(part: list[dict]) -> None:
+        with requests.Session() as session:
+            for payload in part:
+                statuses.extend(deliver(sink.url + "/", "tfd", payload, session))
+
+    senders = [threading.Thread(target=send, args=(events[i::4],)) for i in range(4)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert requests.get(sink.url + "/status", timeout=10).ok  # the master went on serving with a fresh worker
+    assert sink.terminate() == 0
+    recycled = [line for line in sink.log().splitlines() if re.search(r"delta_sink stopped \(recycled after 1[5-9] "
+                                                                       r"commits\) in [\d.]+ s: committed", line)]
+    assert len(recycled) >= 2, sink.log()[-3000:]  # a worker stops once: each line is another worker
+    assert set(statuses) <= {0, 200, 503}
+    ids = DeltaTable(settings.delta_uri("tfd")).to_pyarrow_table(columns=["ce_id"])["ce_id"].to_pylist()
+    assert sorted(ids) == sorted(e["transaction_id"] for e in events)
+
+
 def test_sql_stop_interrupts_the_running_query_which_answers_503(env, settings, serve):
     write_table(settings.delta_uri("tfd"), "tfd", table_rows("tfd", stream("tfd", 10, seed=36)))
     sql = serve("sql", env, COELHO_SQL_TIMEOUT_S="600")

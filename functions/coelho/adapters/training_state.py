@@ -43,6 +43,13 @@ local holder = redis.call('GET', KEYS[1])
 if holder and cjson.decode(holder)['token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_FINISH = """
+local holder = redis.call('GET', KEYS[1])
+if holder and cjson.decode(holder)['token'] ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+if holder then redis.call('DEL', KEYS[1]) end
+return 1
+"""
 
 
 class TrainingState:
@@ -54,6 +61,7 @@ class TrainingState:
         self.base = f"{prefix}:{use_case}:train:"
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._finish = client.register_script(_FINISH)
 
     @classmethod
     def open(cls, settings: Settings, use_case: str) -> TrainingState:
@@ -90,6 +98,12 @@ class TrainingState:
     def unlock(self, token: str) -> bool:
         """Release the lock held by `token`."""
         return bool(self._release(keys=[self.key("lock")], args=[token]))
+
+    def finish(self, token: str, status: Mapping[str, Any]) -> bool:
+        """Publish a training's final `status` and release its lock in one step: whoever reads the status as
+        ended can start the next training at once. False, and nothing written, when another training holds
+        the lock now (this one lost it)."""
+        return bool(self._finish(keys=[self.key("lock"), self.key("status")], args=[token, json.dumps(status)]))
 
     # progress and stop requests -----------------------------------------------------------------------------
     def write_status(self, status: Mapping[str, Any]) -> None:

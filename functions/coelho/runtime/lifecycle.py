@@ -79,7 +79,9 @@ class Lifecycle:
         self.functions: list[_Function] = []
         self.stop_reason: str | None = None
         self.is_master = False  # gunicorn's master: it forks the workers and serves nothing itself
+        self.in_worker = False  # a gunicorn worker whose stop signals the lifecycle thread takes
         self._fork_hook = False
+        self._recycle_reason: str | None = None
 
     # what functions register ---------------------------------------------------------------------
     def on_stop(self, name: str, finish: Callable[[], str], begin: Callable[[], None] | None = None) -> None:
@@ -143,6 +145,22 @@ class Lifecycle:
             summary = _guarded(function.name, function.finish) or "clean-up failed (see above)"
             log.info("%s stopped (%s) in %.2f s: %s", function.name, reason, time.monotonic() - started, summary)
 
+    def recycle(self, reason: str) -> bool:
+        """Stop this worker as SIGTERM would (drain, clean up, exit); gunicorn's master then forks a fresh one.
+
+        For a worker whose libraries keep memory it cannot give back: its replacement starts from the
+        state the function keeps outside the process. Only in a gunicorn worker (elsewhere there is no
+        one to start the next process): False, and nothing happens.
+
+        >>> Lifecycle().recycle("a test process")
+        False
+        """
+        if not self.in_worker or self.draining.is_set():
+            return False
+        self._recycle_reason = reason
+        os.kill(os.getpid(), signal.SIGTERM)  # taken by the lifecycle thread: every other thread blocks it
+        return True
+
     # the worker's signals ----------------------------------------------------------------------------
     def install(self) -> None:
         """In gunicorn's master, before it forks: every worker it forks will take its stop signals itself."""
@@ -158,12 +176,13 @@ class Lifecycle:
         if "gunicorn.arbiter" not in sys.modules:  # forked by something else than gunicorn's master
             return
         self.is_master = False
+        self.in_worker = True
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         threading.Thread(target=self._wait_for_signal, name="lifecycle", daemon=True).start()
 
     def _wait_for_signal(self) -> None:
         received = signal.Signals(signal.sigwait(STOP_SIGNALS))
-        self.stop(received.name)
+        self.stop(self._recycle_reason or received.name)
         handler = signal.getsignal(signal.SIGTERM)
         if callable(handler):
             _thread.interrupt_main(signal.SIGTERM)  # the server's own graceful stop, in the main thread

@@ -250,6 +250,8 @@ class SinkService(Service):
 
     The request is answered once the micro-batch holding the event is committed (2xx, also for a
     duplicate), 422 when invalid, 503 when the commit failed or took too long (the sender retries).
+    After `COELHO_SINK_RECYCLE_COMMITS` commits the worker stops as for SIGTERM and gunicorn starts a fresh
+    one: the deltalake library keeps native memory per commit that nothing gives back.
     """
 
     def __init__(self, app: flask.Flask, settings: Settings) -> None:
@@ -260,6 +262,7 @@ class SinkService(Service):
         self.arrivals = Arrivals()
         self.writers: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._recycling = False
         self.counters = {outcome: telemetry.SINK_EVENTS.labels(self.name, outcome)
                          for outcome in ("written", "duplicate", "rejected", "unavailable")}
         telemetry.watch(self)
@@ -295,6 +298,17 @@ class SinkService(Service):
             log.warning("%s not committed: %s", ctx, exc)
             reject(503, f"not committed: {exc}", **{"Retry-After": "1"})
         self.counters[outcome].inc()
+        self._recycle_when_due()
+
+    def _recycle_when_due(self) -> None:
+        """After `COELHO_SINK_RECYCLE_COMMITS` commits in this worker, hand over to a fresh one (see README)."""
+        limit = self.settings.sink_recycle_commits
+        with self._lock:
+            if not limit or self._recycling:
+                return
+            commits = sum(writer.stats["commits"] for writer in self.writers.values())
+            if commits >= limit:
+                self._recycling = LIFECYCLE.recycle(f"recycled after {commits} commits")
 
     def _status_view(self) -> dict[str, Any]:
         return {"function": self.name, "tables": {key: writer.status() for key, writer in self.writers.items()}}

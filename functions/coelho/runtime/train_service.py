@@ -253,13 +253,13 @@ class TrainService(Service):
         if status.get("run_id") == run_id and status.get("state") == "running":
             error = f"coelho train exited with code {code} without finishing its run"
             log.error("%s: %s", use_case, error)
-            state.write_status({**status, "state": "failed", "error": error,
-                                "finished_at": datetime.now(UTC).isoformat()})
-            state.record_outcome("failed", 0.0)
             try:
                 self.registry(use_case).end_run(run_id, "FAILED")
             except Exception as exc:  # noqa: BLE001
                 log.warning("could not close run %s: %s", run_id, exc)
+            state.record_outcome("failed", 0.0)
+            state.finish(token, {**status, "state": "failed", "error": error,
+                                 "finished_at": datetime.now(UTC).isoformat()})
         state.unlock(token)
 
     # following and stopping -------------------------------------------------------------------------------

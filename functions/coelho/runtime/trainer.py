@@ -375,9 +375,10 @@ class _Reporter(threading.Thread):
     def publish(self, **final: Any) -> None:
         status = {**self.status, **self.progress.snapshot(), **final}
         try:
-            self.state.write_status(status)
-            if final:
+            if final:  # the last status and the lock's release together: "finished" means the next may start
+                self.state.finish(self.token, status)
                 return
+            self.state.write_status(status)
             if not self.state.renew(self.token):
                 self.progress.log("the training lock was lost (another training may have started): stopping")
                 self.progress.stop.set()
@@ -464,11 +465,10 @@ def run_training(settings: Settings, request: TrainRequest, progress: Progress |
                 registry.end_run(run_id, {"finished": "FINISHED", "killed": "KILLED"}.get(outcome.state, "FAILED"))
             except Exception as exc:  # noqa: BLE001 - MLflow gone: the status still says how it ended
                 log.warning("could not close run %s: %s", run_id, exc)
+        state.record_outcome(outcome.state, outcome.seconds)
         reporter.finish(state=outcome.state, finished_at=datetime.now(UTC).isoformat(), error=outcome.error,
                         run_id=run_id, version=outcome.version, champion=outcome.champion,
                         percent=100.0 if outcome.state == "finished" else progress.percent)
-        state.record_outcome(outcome.state, outcome.seconds)
-        state.unlock(token)
     return outcome
 
 
