@@ -126,21 +126,32 @@ def test_two_workers_stop_together_and_the_leader_hands_over(env, redis_client, 
     assert int(redis_client.hget(f"{settings.key_prefix}:ecci:ckpt:meta", "seq")) == 400
 
 
-def test_delta_sink_answers_every_sender_on_sigint_and_keeps_one_row_per_event(env, settings, serve):
-    from deltalake import DeltaTable
-
-    events = stream("tfd", 400, seed=35)
-    sink = serve("delta-sink", env)
-    statuses: list[int] = []
+def start_senders(url: str, events: list[dict], count: int, statuses: list[int]) -> list[threading.Thread]:
+    """`count` concurrent senders, each delivering its share of `events` (retrying as a KafkaSource does)."""
 
     def send(part: list[dict]) -> None:
         with requests.Session() as session:
             for payload in part:
-                statuses.extend(deliver(sink.url + "/", "tfd", payload, session))
+                statuses.extend(deliver(url, "tfd", payload, session))
 
-    senders = [threading.Thread(target=send, args=(events[i::8],)) for i in range(8)]
+    senders = [threading.Thread(target=send, args=(events[i::count],)) for i in range(count)]
     for sender in senders:
         sender.start()
+    return senders
+
+
+def table_ids(settings) -> list[str]:
+    """The ce_id of every row of the tfd Delta table."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(settings.delta_uri("tfd")).to_pyarrow_table(columns=["ce_id"])["ce_id"].to_pylist()
+
+
+def test_delta_sink_answers_every_sender_on_sigint_and_keeps_one_row_per_event(env, settings, serve):
+    events = stream("tfd", 400, seed=35)
+    sink = serve("delta-sink", env)
+    statuses: list[int] = []
+    senders = start_senders(sink.url + "/", events, 8, statuses)
     wait_for(lambda: statuses.count(200) >= 100, what="100 events committed")
     assert sink.terminate(signal.SIGINT, group=True) == 0
     [line] = stop_lines(sink)
@@ -150,27 +161,15 @@ def test_delta_sink_answers_every_sender_on_sigint_and_keeps_one_row_per_event(e
         sender.join()
     sink.stop()
     assert set(statuses) <= {0, 200, 503}
-    ids = DeltaTable(settings.delta_uri("tfd")).to_pyarrow_table(columns=["ce_id"])["ce_id"].to_pylist()
-    assert sorted(ids) == sorted(e["transaction_id"] for e in events)
+    assert sorted(table_ids(settings)) == sorted(e["transaction_id"] for e in events)
 
 
 def test_delta_sink_hands_over_to_a_fresh_worker_after_its_commits_and_keeps_one_row_per_event(
         env, settings, serve):
-    from deltalake import DeltaTable
-
     events = stream("tfd", 240, seed=37)
     sink = serve("delta-sink", env, COELHO_SINK_RECYCLE_COMMITS="15")
     statuses: list[int] = []
-
-    def send(part: list[dict]) -> None:
-        with requests.Session() as session:
-            for payload in part:
-                statuses.extend(deliver(sink.url + "/", "tfd", payload, session))
-
-    senders = [threading.Thread(target=send, args=(events[i::4],)) for i in range(4)]
-    for sender in senders:
-        sender.start()
-    for sender in senders:
+    for sender in start_senders(sink.url + "/", events, 4, statuses):
         sender.join()
     # the master goes on serving with a fresh worker (the last commit may have just started one: it boots first)
     assert requests.get(sink.url + "/status", timeout=60).ok
@@ -179,8 +178,7 @@ def test_delta_sink_hands_over_to_a_fresh_worker_after_its_commits_and_keeps_one
                                                                        r"commits\) in [\d.]+ s: committed", line)]
     assert len(recycled) >= 2, sink.log()[-3000:]  # a worker stops once: each line is another worker
     assert set(statuses) <= {0, 200, 503}
-    ids = DeltaTable(settings.delta_uri("tfd")).to_pyarrow_table(columns=["ce_id"])["ce_id"].to_pylist()
-    assert sorted(ids) == sorted(e["transaction_id"] for e in events)
+    assert sorted(table_ids(settings)) == sorted(e["transaction_id"] for e in events)
 
 
 def test_sql_stop_interrupts_the_running_query_which_answers_503(env, settings, serve):
