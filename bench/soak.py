@@ -10,7 +10,8 @@ of 24 h: the Delta logs stop growing after 6 minutes), COELHO_CHECKPOINT_EVERY (
 the WAL, trimmed at each checkpoint, stops growing after 3 minutes instead of 15 at eta's rate) and
 COELHO_SQL_LOAD_MAX_ROWS (2,000 instead of 1,000,000: the sql function scans the tfd table from its files after
 3 minutes instead of holding a copy that grows with the stream). Meanwhile the soak asks each predict function
-for a prediction every 0.2 s (and the baseline as often) and the sql function for a count every sample. Every
+for a prediction every 0.2 s (and the baseline as often) and the sql function for a count every second (a
+steady load: its worker's memory settles within the warm-up, not after hours of one query a sample). Every
 `--interval` seconds on average (each pause drawn between 0.5 and 1.5 times it, so that samples do not alias
 with the processes' own periods) it records:
 
@@ -27,9 +28,10 @@ with the processes' own periods) it records:
 - errors per window: rejected or refused events (function counters), failed probes, WARNING/ERROR lines in
   the functions', producers' and dispatcher's logs, and processes that died.
 
-It writes bench/soak.json (samples, settings, verdicts) and one PNG per series in bench/soak/, prints the
-verdicts (see soak_report.py for the rules) and exits 1 when one fails, 2 when none fails but a slope is
-inconclusive (too few or too noisy samples for its limit: run longer), 0 when every verdict passes.
+It writes bench/soak.json (samples, settings, verdicts) and one PNG per series in bench/soak/ (with --kafka:
+bench/soak-kafka.json and bench/soak-kafka/), prints the verdicts (see soak_report.py for the rules) and exits 1
+when one fails, 2 when none fails but a slope is inconclusive (too few or too noisy samples for its limit: run
+longer), 0 when every verdict passes.
 
     .venv/bin/python bench/soak.py [--minutes 30] [--kafka] [--rate-scale 3] [--interval 30] [--warmup-minutes M]
 """
@@ -67,14 +69,18 @@ from coelho.runtime.launcher import DEFAULT_RATES, Platform
 log = logging.getLogger("soak")
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "soak.json"
-PLOTS = HERE / "soak"
+#: Where a run writes its samples and plots: bench/soak.json and bench/soak/, or with --kafka
+#: bench/soak-kafka.json and bench/soak-kafka/ (each path keeps its own last run).
+OUTPUT = {False: (HERE / "soak.json", HERE / "soak"), True: (HERE / "soak-kafka.json", HERE / "soak-kafka")}
 #: Bounds shortened so that the plateau is reached within the warm-up (seconds).
 SOAK_ENV = {"COELHO_DEDUP_TTL_SECONDS": "300", "COELHO_SINK_DEDUP_SECONDS": "300",
             "COELHO_DELTA_LOG_RETENTION_HOURS": "0.1", "COELHO_CHECKPOINT_EVERY": "1000",
             "COELHO_SQL_LOAD_MAX_ROWS": "2000"}
 LEARN_HISTOGRAM = "coelho_learn_duration_seconds"
 PROBE_EVERY_S = 0.2  # one predict request every 0.2 s, the three use cases in turn
+SQL_EVERY_ROUNDS = 5  # and one sql count every fifth round (about once a second)
+SQL_PROBE = "sql tfd count"
+SQL_BODY = {"use_case": "tfd", "query": "SELECT count(*) AS n FROM data"}
 #: Each sample's RSS is the lowest of this many reads, this far apart.
 RSS_READS, RSS_READ_PAUSE_S = 3, 0.2
 LOG_TROUBLE = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|\[(WARNING|ERROR|CRITICAL)\]|^Traceback")
@@ -195,23 +201,28 @@ def window_p99_ms(before: list[tuple[float, float]], after: list[tuple[float, fl
 
 
 class Prober(threading.Thread):
-    """Asks the predict functions for a prediction in turn, recording latency and failures per use case."""
+    """Asks the predict functions for a prediction in turn, and the sql function for a count every
+    `SQL_EVERY_ROUNDS` rounds, recording latency and failures per series."""
 
-    def __init__(self, urls: dict[str, str]) -> None:
+    def __init__(self, urls: dict[str, str], sql: str) -> None:
         super().__init__(name="soak-prober", daemon=True)
-        self.urls = urls
+        self.urls = urls | {SQL_PROBE: sql}
         self.samples: dict[str, list[float]] = defaultdict(list)
         self.failures: dict[str, int] = defaultdict(int)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         examples = HERE.parent / "eventing" / "samples"
         self.bodies = {key: json.loads((examples / f"{'tfd' if key == BASELINE else key}.json").read_text())
-                       for key in urls}
+                       for key in urls} | {SQL_PROBE: SQL_BODY}
 
     def run(self) -> None:
         session = requests.Session()
+        rounds = 0
         while not self.stopping.wait(PROBE_EVERY_S):
+            rounds += 1
             for key, url in self.urls.items():
+                if key == SQL_PROBE and rounds % SQL_EVERY_ROUNDS:
+                    continue
                 began = time.perf_counter()
                 try:
                     ok = session.post(url, json=self.bodies[key], timeout=10).status_code == 200
@@ -234,7 +245,7 @@ class Prober(threading.Thread):
 
 
 def _series(key: str) -> str:
-    return key if key == BASELINE else f"predict {key}"
+    return key if key in (BASELINE, SQL_PROBE) else f"predict {key}"
 
 
 class LogWatch:
@@ -310,11 +321,6 @@ class Sampler:
             refused = self._refused(url)
             errors[f"refused {name}"] = int(refused - self.refused[name])
             self.refused[name] = refused
-        try:
-            errors["sql"] = int(requests.post(self.sql + "/", timeout=30, json={
-                "use_case": "tfd", "query": "SELECT count(*) AS n FROM data"}).status_code != 200)
-        except requests.RequestException:
-            errors["sql"] = 1
         errors.update(self.logs.new_trouble())
         info = self.redis.info("memory")
         prefix = self.settings.key_prefix
@@ -333,6 +339,8 @@ class Sampler:
             "delta": {key: delta_files(self.settings.delta_uri(key)) for key in USE_CASES},
             "applied": {name: requests.get(url + "/status", timeout=30).json().get("events_applied")
                         for name, url in self.learners.items()},
+            # what DuckDB itself holds (its tables and running queries), beside the sql worker's RSS
+            "sql_duckdb_mib": requests.get(self.sql + "/status", timeout=30).json()["memory_bytes"] / 2**20,
             "p99_ms": p99,
             "errors": errors,
         }
@@ -404,8 +412,9 @@ def main(argv: list[str] | None = None) -> int:
             platform.start()
             baseline.launch().wait_ready()
             predictors = {f.use_case: platform.url(f) + "/" for f in FUNCTIONS if f.role == "predict"}
+            sql = next(platform.url(f) for f in FUNCTIONS if f.role == "query") + "/"
             prober = Prober({**{key: url for key, url in predictors.items() if key},
-                             BASELINE: f"http://127.0.0.1:{baseline.port}/"})
+                             BASELINE: f"http://127.0.0.1:{baseline.port}/"}, sql)
             log.info("platform up; waiting for every predictor's first answer")
             for key, url in prober.urls.items():
                 _wait(lambda u=url, k=key: requests.post(u, json=prober.bodies[k], timeout=10).ok, f"{key} model")
@@ -429,18 +438,19 @@ def main(argv: list[str] | None = None) -> int:
             baseline.stop()
             platform.stop()
     verdicts = judge(samples, warmup_s, bounds(settings, args.rate_scale))
-    RESULTS.write_text(json.dumps({
+    results, plots = OUTPUT[args.kafka]
+    results.write_text(json.dumps({
         "minutes": args.minutes, "kafka": args.kafka, "rate_scale": args.rate_scale, "interval_s": args.interval,
         "warmup_s": warmup_s, "rates": {k: r * args.rate_scale for k, r in DEFAULT_RATES.items()},
         "settings": SOAK_ENV, "bounds": bounds(settings, args.rate_scale), "verdicts": as_json(verdicts),
         "samples": samples}, indent=1) + "\n")
-    plot(samples, warmup_s, PLOTS)
+    plot(samples, warmup_s, plots)
     width = max(len(v.series) for v in verdicts)
     for v in verdicts:
         interval = f"[{v.low:.3f}, {v.high:.3f}]" if v.low is not None and v.high is not None else ""
         print(f"{v.series:<{width}}  {v.rule:<40}  {v.measured:>12.3f} {interval:>22}  limit {v.limit:>12.3f}  "
               f"{v.outcome.upper()}")
-    log.info("wrote %s and %s/*.png", RESULTS, PLOTS)
+    log.info("wrote %s and %s/*.png", results, plots)
     outcomes = {v.outcome for v in verdicts}
     if "inconclusive" in outcomes and "fail" not in outcomes:
         log.info("INCONCLUSIVE: a slope's confidence interval holds its limit; run longer (MINUTES=90)")

@@ -216,7 +216,7 @@ def as_json(verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
 
 
 def plot(samples: Sequence[Mapping[str, Any]], warmup_s: float, folder: Path) -> list[Path]:
-    """One PNG per series group in `folder`: RSS, Valkey, WAL, checkpoints, dedup keys, Delta files, fds, latency,
+    """One PNG per series group in `folder`: RSS, Valkey, WAL, checkpoints, dedup keys, Delta files, fds, sql, latency,
     errors."""
     import matplotlib
 
@@ -236,6 +236,8 @@ def plot(samples: Sequence[Mapping[str, Any]], warmup_s: float, folder: Path) ->
             f"{key} {kind}": files[kind] for key, files in s["delta"].items() for kind in ("active", "on_disk")}),
         "fds": ("open file descriptors per process (sockets apart)", lambda s: s["fds"]),
         "sockets": ("open sockets per process", lambda s: s.get("sockets", {})),
+        "sql": ("sql worker: RSS and what DuckDB holds in it (MiB)", lambda s: {
+            "worker RSS": s["rss_mib"].get("sql worker"), "DuckDB": s.get("sql_duckdb_mib")}),
         "latency": ("p99 latency (ms) per window", lambda s: s["p99_ms"]),
         "errors": ("errors per window", lambda s: s["errors"]),
     }
