@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -53,3 +56,23 @@ def test_sigterm_stops_a_forked_training_in_its_own_session_run_killed(warm, bat
     assert final["run_id"] == status["run_id"] and final["state"] == "killed"
     client = MlflowClient(batch_settings.tracking_uri(), batch_settings.tracking_uri())
     assert client.get_run(status["run_id"]).info.status == "KILLED"
+
+
+def test_starting_the_forkserver_keeps_the_calling_threads_stop_signals_blocked():
+    # Python 3.11 starts multiprocessing's resource tracker and then unblocks SIGINT and SIGTERM in the calling
+    # thread; in a worker only the lifecycle thread may take them. A fresh process, so that the tracker starts.
+    probe = (
+        "import signal\n"
+        "from multiprocessing import resource_tracker\n"
+        "from coelho.runtime.warm_start import _ensure_resource_tracker\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})\n"
+        "_ensure_resource_tracker()\n"
+        "kept = signal.pthread_sigmask(signal.SIG_BLOCK, [])\n"
+        "resource_tracker.ResourceTracker().ensure_running()\n"
+        "bare = signal.pthread_sigmask(signal.SIG_BLOCK, [])\n"
+        "print(sorted(int(s) for s in kept), sorted(int(s) for s in bare))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    kept, bare = out.stdout.split("] [")
+    assert kept == f"[{int(signal.SIGINT)}, {int(signal.SIGTERM)}"  # kept blocked
+    assert bare == "]\n"  # what the bare call does: both unblocked

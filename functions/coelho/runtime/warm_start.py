@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from multiprocessing import forkserver
+from multiprocessing import forkserver, resource_tracker
 from typing import Any
 
 __all__ = ["PRELOAD", "READY_WAIT_S", "ForkedTraining", "WarmStarter"]
@@ -63,6 +63,18 @@ def _train(argv: Sequence[str], environ: Mapping[str, str], cwd: str) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _ensure_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (every forkserver child needs it) keeping this thread's signal
+    mask: Python 3.11 starts it with SIGINT and SIGTERM blocked and then *unblocks* them in the calling thread.
+    In a function's worker only the lifecycle thread may take them; a thread that took a SIGTERM instead let
+    the server stop without the drain (about one stop in ten, while the forkserver warmed up)."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 class ForkedTraining:
@@ -125,6 +137,7 @@ class WarmStarter:
     def _warm_up(self) -> None:
         try:
             forkserver.set_forkserver_preload(list(PRELOAD))
+            _ensure_resource_tracker()
             probe = self._context.Process(target=os.getpid, name="coelho-train-warm-up")
             probe.start()  # returns once the forkserver, its imports done, has forked it
             probe.join()
@@ -152,5 +165,6 @@ class WarmStarter:
             raise RuntimeError(self.error)
         process = self._context.Process(target=_train, args=(list(argv), dict(os.environ), os.getcwd()),
                                         name=f"coelho-train-{argv[0]}")
+        _ensure_resource_tracker()
         process.start()
         return ForkedTraining(process)
