@@ -283,7 +283,7 @@ class Sampler:
         served = [f for f in FUNCTIONS if f.role != "baseline"]
         self.learners = {f.name: platform.url(f) for f in served if f.role == "learn"}
         self.counted = {f.name: platform.url(f) for f in served if f.role in ("learn", "sink")}
-        self.sql = next(platform.url(f) for f in served if f.role == "query")
+        self.sql_status = prober.urls[SQL_PROBE] + "status"
         logs = settings.data_dir.resolve() / "logs"
         self.logs = LogWatch({name: logs / f"{name}.log" for name, _ in platform.children})
         self.histograms = {name: buckets(scrape(url), LEARN_HISTOGRAM) for name, url in self.learners.items()}
@@ -340,7 +340,7 @@ class Sampler:
             "applied": {name: requests.get(url + "/status", timeout=30).json().get("events_applied")
                         for name, url in self.learners.items()},
             # what DuckDB itself holds (its tables and running queries), beside the sql worker's RSS
-            "sql_duckdb_mib": requests.get(self.sql + "/status", timeout=30).json()["memory_bytes"] / 2**20,
+            "sql_duckdb_mib": requests.get(self.sql_status, timeout=30).json()["memory_bytes"] / 2**20,
             "p99_ms": p99,
             "errors": errors,
         }

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,11 +250,17 @@ class SqlEngine:
             loaded.scanned = dataset
         loaded.version, loaded.rows = version, rows
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        """A cursor on which the tables read from their files are registered under their names."""
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on which the tables read from their files are registered under their names; closed after,
+        with the scan's memory given back."""
         cursor = self._db.cursor()
-        self._register_scanned(cursor)
-        return cursor
+        try:
+            self._register_scanned(cursor)
+            yield cursor
+        finally:
+            cursor.close()
+            _release_scan_memory()
 
     def _register_scanned(self, cursor: duckdb.DuckDBPyConnection) -> None:
         for key, loaded in self._loaded.items():
