@@ -346,8 +346,9 @@ class Sampler:
         }
 
 
-def delta_files(uri: str) -> dict[str, int]:
-    """The table's active data files (its current snapshot) and the data files on disk."""
+def delta_files(uri: str) -> dict[str, float]:
+    """The table's active data files (its current snapshot), the data files on disk, the log's commit entries
+    and the log's size in MiB (its checkpoints carry every removed file until the retention)."""
     from deltalake import DeltaTable
 
     root = Path(uri)
@@ -356,7 +357,9 @@ def delta_files(uri: str) -> dict[str, int]:
         active = len(DeltaTable(uri).file_uris())
     except Exception:  # noqa: BLE001 - no table yet
         active = 0
-    return {"active": active, "on_disk": on_disk, "log": sum(1 for _ in (root / "_delta_log").glob("*.json"))}
+    log = [path.stat().st_size for path in (root / "_delta_log").glob("*") if path.is_file()]
+    return {"active": active, "on_disk": on_disk, "log": sum(1 for _ in (root / "_delta_log").glob("*.json")),
+            "log_mib": round(sum(log) / 2**20, 3)}
 
 
 # the run -----------------------------------------------------------------------------------------------
