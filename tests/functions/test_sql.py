@@ -54,6 +54,7 @@ def test_status_says_where_each_table_is_read_from(sql, read_from):
     assert {key: (table["rows"], table["read_from"]) for key, table in status["tables"].items()} == {
         key: (EVENTS, read_from) for key in TABLE_NAMES}
     assert status["memory_bytes"] >= 0
+    assert status["arrow_pool"] == "jemalloc"  # its release gives back every scan thread's pages
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from typing import Any
 
 import flask
 
-from coelho.adapters.duckdb_sql import SqlEngine, SqlError, limits_from
+from coelho.adapters.duckdb_sql import SqlEngine, SqlError, limits_from, use_releasing_memory_pool
 from coelho.config import Settings
 from coelho.core.schema import Problem
 from coelho.core.sql import InvalidRequest, parse_request
@@ -44,8 +44,10 @@ class SqlService(Service):
         super().__init__(app, settings)
         self.limits = limits_from(settings)
         self.interrupted = 0
+        self.arrow_pool = ""  # Arrow's memory pool, chosen with the engine
 
     def _build_engine(self) -> SqlEngine:
+        self.arrow_pool = use_releasing_memory_pool()
         return SqlEngine.from_settings(self.settings)
 
     def begin_stop(self) -> None:
@@ -126,7 +128,7 @@ class SqlService(Service):
             engine.refresh(key)
         loaded = engine.loaded()
         return {"function": "sql", "limits": asdict(self.limits), "running_queries": engine.running(),
-                "memory_bytes": engine.memory_bytes(),
+                "memory_bytes": engine.memory_bytes(), "arrow_pool": self.arrow_pool,
                 "tables": {key: {"name": name} | loaded[key] for key, name in TABLE_NAMES.items()}}
 
 
