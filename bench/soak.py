@@ -357,9 +357,9 @@ def delta_files(uri: str) -> dict[str, float]:
         active = len(DeltaTable(uri).file_uris())
     except Exception:  # noqa: BLE001 - no table yet
         active = 0
-    log = [path.stat().st_size for path in (root / "_delta_log").glob("*") if path.is_file()]
-    return {"active": active, "on_disk": on_disk, "log": sum(1 for _ in (root / "_delta_log").glob("*.json")),
-            "log_mib": round(sum(log) / 2**20, 3)}
+    log = [path for path in (root / "_delta_log").glob("*") if path.is_file()]
+    return {"active": active, "on_disk": on_disk, "log": sum(1 for path in log if path.suffix == ".json"),
+            "log_mib": round(sum(path.stat().st_size for path in log) / 2**20, 3)}
 
 
 # the run -----------------------------------------------------------------------------------------------

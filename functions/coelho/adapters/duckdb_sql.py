@@ -319,15 +319,14 @@ def limits_from(settings: Settings) -> SqlLimits:
                      threads=settings.sql_threads, load_max_rows=settings.sql_load_max_rows)
 
 
-def use_releasing_memory_pool() -> str:
+def use_releasing_memory_pool() -> None:
     """Make Arrow's default pool one whose `release_unused` gives back the pages every thread freed: jemalloc
-    (it purges all its arenas), or the system allocator where pyarrow has no jemalloc; returns its name."""
+    (it purges all its arenas), or the system allocator where pyarrow has no jemalloc."""
     try:
         pool = pa.jemalloc_memory_pool()
     except NotImplementedError:
         pool = pa.system_memory_pool()
     pa.set_memory_pool(pool)
-    return pool.backend_name
 
 
 def _release_scan_memory() -> None:

@@ -21,6 +21,7 @@ from dataclasses import asdict
 from typing import Any
 
 import flask
+import pyarrow as pa
 
 from coelho.adapters.duckdb_sql import SqlEngine, SqlError, limits_from, use_releasing_memory_pool
 from coelho.config import Settings
@@ -44,10 +45,9 @@ class SqlService(Service):
         super().__init__(app, settings)
         self.limits = limits_from(settings)
         self.interrupted = 0
-        self.arrow_pool = ""  # Arrow's memory pool, chosen with the engine
 
     def _build_engine(self) -> SqlEngine:
-        self.arrow_pool = use_releasing_memory_pool()
+        use_releasing_memory_pool()
         return SqlEngine.from_settings(self.settings)
 
     def begin_stop(self) -> None:
@@ -128,7 +128,7 @@ class SqlService(Service):
             engine.refresh(key)
         loaded = engine.loaded()
         return {"function": "sql", "limits": asdict(self.limits), "running_queries": engine.running(),
-                "memory_bytes": engine.memory_bytes(), "arrow_pool": self.arrow_pool,
+                "memory_bytes": engine.memory_bytes(), "arrow_pool": pa.default_memory_pool().backend_name,
                 "tables": {key: {"name": name} | loaded[key] for key, name in TABLE_NAMES.items()}}
 
 
