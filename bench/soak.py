@@ -3,10 +3,12 @@
 The platform runs exactly as `make up` runs it (embedded Valkey, the lean MLflow server, the functions under
 functions-framework, the three producers over HTTP, or with --kafka through a local broker and
 `coelho dispatch`), in a temporary data folder, with the producers steady (`coelho produce --steady`: the same
-rate in every hour, from the first event on), their rates multiplied by --rate-scale, and five
+rate in every hour, from the first event on), their rates multiplied by --rate-scale, and six
 bounds shortened so that they are reached within the warm-up: COELHO_DEDUP_TTL_SECONDS and
-COELHO_SINK_DEDUP_SECONDS (300 s instead of 7 days and 1 hour), COELHO_DELTA_LOG_RETENTION_HOURS (0.1 h instead
-of 24 h: the Delta logs stop growing after 6 minutes), COELHO_CHECKPOINT_EVERY (1,000 events instead of 5,000:
+COELHO_SINK_DEDUP_SECONDS (300 s instead of 7 days and 1 hour), COELHO_DELTA_LOG_RETENTION_HOURS and
+COELHO_SINK_RETENTION_HOURS (0.1 h instead of 2 h: the Delta logs keep 6 minutes of checkpoints, each carrying
+6 minutes of removed files, so they stop growing after about 12; the vacuum, in whole hours, keeps removed
+files on disk for an hour), COELHO_CHECKPOINT_EVERY (1,000 events instead of 5,000:
 the WAL, trimmed at each checkpoint, stops growing after 3 minutes instead of 15 at eta's rate) and
 COELHO_SQL_LOAD_MAX_ROWS (2,000 instead of 1,000,000: the sql function scans the tfd table from its files after
 3 minutes instead of holding a copy that grows with the stream). Meanwhile the soak asks each predict function
@@ -21,7 +23,7 @@ with the processes' own periods) it records:
   commit's or a query's buffers do not);
 - Valkey's `used_memory`, the memory of the WAL streams within it (`MEMORY USAGE`) and key count, each use
   case's WAL length, checkpoint size (the model) and dedup keys;
-- each Delta table's active files (its current snapshot) and files on disk;
+- each Delta table's active files (its current snapshot), files on disk and the log's bytes;
 - p99 latency per window: learn from each learner's `coelho_learn_duration_seconds` histogram, predict as the soak's
   requests saw it, and the same requests to a no-op `hello-http` function started beside the platform (the
   machine's own load in that window: latencies are judged as ratios to it);
@@ -74,7 +76,8 @@ HERE = Path(__file__).resolve().parent
 OUTPUT = {False: (HERE / "soak.json", HERE / "soak"), True: (HERE / "soak-kafka.json", HERE / "soak-kafka")}
 #: Bounds shortened so that the plateau is reached within the warm-up (seconds).
 SOAK_ENV = {"COELHO_DEDUP_TTL_SECONDS": "300", "COELHO_SINK_DEDUP_SECONDS": "300",
-            "COELHO_DELTA_LOG_RETENTION_HOURS": "0.1", "COELHO_CHECKPOINT_EVERY": "1000",
+            "COELHO_DELTA_LOG_RETENTION_HOURS": "0.1", "COELHO_SINK_RETENTION_HOURS": "0.1",
+            "COELHO_CHECKPOINT_EVERY": "1000",
             "COELHO_SQL_LOAD_MAX_ROWS": "2000"}
 LEARN_HISTOGRAM = "coelho_learn_duration_seconds"
 PROBE_EVERY_S = 0.2  # one predict request every 0.2 s, the three use cases in turn

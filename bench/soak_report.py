@@ -19,6 +19,9 @@ Each series is judged on the samples after the warm-up only (caches filled, TTLs
 - p99 latencies, as ratios to the no-op `BASELINE` function's p99 in the same window (the machine is shared:
   its load moves every latency together): the median ratio of the last third at most `LATENCY_DRIFT_MAX`
   times the first third's, plus `LATENCY_RATIO_SLACK` (single windows are noisy, a trend is not);
+- each Delta table's log (its bytes: checkpoints and commit entries, bounded by the log retention, the
+  removed files' retention and the checkpoint interval): flat, the last third's median at most
+  `LOG_GROWTH_MAX` times the first third's (a checkpoint written or dropped moves it in steps: a sawtooth);
 - errors: none, over the whole run.
 """
 
@@ -38,6 +41,7 @@ MEMORY_GROWTH_MAX = 0.05
 FDS_GROWTH_MIN = 5.0
 LATENCY_DRIFT_MAX = 1.5
 LATENCY_RATIO_SLACK = 0.5
+LOG_GROWTH_MAX = 1.25
 #: Two-sided confidence of the slope's interval: each of PASS and FAIL is decided at 95 %.
 CONFIDENCE = 0.90
 #: The p99 series of the no-op function every other latency is divided by.
@@ -152,17 +156,20 @@ def bounded(series: str, values: Sequence[float], bound: float) -> Verdict:
     return Verdict(series, "max <= bound", max(values), bound, _outcome(max(values) <= bound))
 
 
-def drift(series: str, values: Sequence[float]) -> Verdict:
-    """The last third's median at most `LATENCY_DRIFT_MAX` × the first third's, plus `LATENCY_RATIO_SLACK`.
+def drift(series: str, values: Sequence[float], factor: float = LATENCY_DRIFT_MAX,
+          slack: float = LATENCY_RATIO_SLACK) -> Verdict:
+    """The last third's median at most `factor` × the first third's, plus `slack`.
 
     >>> drift("p99", [5, 6, 5, 6, 5, 7]).ok, drift("p99", [5, 5, 5, 20, 25, 30]).ok
     (True, False)
+    >>> drift("log", [2.0, 2.3, 2.1, 2.2, 2.4, 2.0], LOG_GROWTH_MAX, 0).ok   # a sawtooth, flat
+    True
     """
     third = max(1, len(values) // 3)
     first, last = statistics.median(values[:third]), statistics.median(values[-third:])
-    limit = LATENCY_DRIFT_MAX * first + LATENCY_RATIO_SLACK
-    return Verdict(series, f"last third <= {LATENCY_DRIFT_MAX:g} x first third + {LATENCY_RATIO_SLACK:g}",
-                   last, limit, _outcome(last <= limit))
+    limit = factor * first + slack
+    rule = f"last third <= {factor:g} x first third" + (f" + {slack:g}" if slack else "")
+    return Verdict(series, rule, last, limit, _outcome(last <= limit))
 
 
 def judge(samples: Sequence[Mapping[str, Any]], warmup_s: float, bounds: Mapping[str, float]) -> list[Verdict]:
@@ -182,6 +189,10 @@ def judge(samples: Sequence[Mapping[str, Any]], warmup_s: float, bounds: Mapping
         s["valkey"]["used_memory_mib"] - s["valkey"].get("wal_mib", 0.0) for s in steady], valkey_size))
     for series, bound in bounds.items():
         verdicts.append(bounded(series, [_lookup(s, series) for s in steady], bound))
+    for key, files in steady[-1]["delta"].items():
+        if "log_mib" in files:
+            log_mib = [s["delta"][key]["log_mib"] for s in steady]
+            verdicts.append(drift(f"delta log_mib {key}", log_mib, LOG_GROWTH_MAX, slack=0))
     for name in steady[-1]["fds"]:
         values = [s["fds"].get(name) for s in steady]
         if None not in values:

@@ -70,9 +70,9 @@ class Settings:
     sink_recycle_commits: int = 50_000
     sink_dedup_seconds: int = 3600
     drift_sink: str | None = None
-    sink_retention_hours: int = 168
-    delta_checkpoint_every: int = 10
-    delta_log_retention_hours: float = 24.0
+    sink_retention_hours: float = 2.0
+    delta_checkpoint_every: int = 100
+    delta_log_retention_hours: float = 2.0
     ingest_batch_rows: int = 50_000
     ingest_batch_ms: int = 1000
     train_gap_seconds: float | None = None
@@ -271,7 +271,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sink_recycle_commits": ("COELHO_SINK_RECYCLE_COMMITS", _non_negative_int),
     "sink_dedup_seconds": ("COELHO_SINK_DEDUP_SECONDS", _positive(int)),
     "drift_sink": ("COELHO_DRIFT_SINK", str),
-    "sink_retention_hours": ("COELHO_SINK_RETENTION_HOURS", _positive(int)),
+    "sink_retention_hours": ("COELHO_SINK_RETENTION_HOURS", _positive(float)),
     "delta_checkpoint_every": ("COELHO_DELTA_CHECKPOINT_EVERY", _positive(int)),
     "delta_log_retention_hours": ("COELHO_DELTA_LOG_RETENTION_HOURS", _positive(float)),
     "ingest_batch_rows": ("COELHO_INGEST_BATCH_ROWS", _positive(int)),

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pyarrow as pa
 import requests
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
+from coelho.adapters.delta_snapshot import DeltaSnapshot
+from coelho.adapters.delta_store import compact, ensure_table, table_properties
 from coelho.adapters.duckdb_sql import SqlEngine
+from coelho.config import Settings
 from coelho.core import USE_CASES
 from coelho.ingest import delta_sink
 from coelho.ingest.delta_sink import DeltaWriter
@@ -122,11 +127,49 @@ def test_log_and_table_state_stay_bounded_over_many_commits(settings):
 
 def test_changed_log_settings_apply_to_an_existing_table(settings):
     DeltaWriter(TFD, settings).close()
-    writer = DeltaWriter(TFD, dataclasses.replace(settings, delta_checkpoint_every=7, delta_log_retention_hours=2))
+    writer = DeltaWriter(TFD, dataclasses.replace(settings, delta_checkpoint_every=7, delta_log_retention_hours=3,
+                                                  sink_retention_hours=0.5))
     writer.close()
     configuration = DeltaTable(settings.delta_uri("tfd")).metadata().configuration
     assert configuration["delta.checkpointInterval"] == "7"
-    assert configuration["delta.logRetentionDuration"] == "interval 7200 seconds"
+    assert configuration["delta.logRetentionDuration"] == "interval 10800 seconds"
+    assert configuration["delta.deletedFileRetentionDuration"] == "interval 1800 seconds"
+
+
+def test_files_whose_remove_entries_left_the_checkpoints_are_still_vacuumed(tmp_path):
+    """A compacted file's remove entry leaves the checkpoints after the retention; a vacuum after that
+    (the next compaction) still deletes the file: nothing stays on disk that the table does not reference."""
+    uri = str(tmp_path / "table")
+    properties = table_properties(Settings(delta_checkpoint_every=5, sink_retention_hours=1 / 3600))
+    ensure_table(uri, pa.schema([("x", pa.int64())]), properties=properties)
+    for value in range(10):
+        write_deltalake(uri, pa.table({"x": [value]}), mode="append")
+    DeltaTable(uri).optimize.compact()  # 10 files removed, 1 written; no vacuum yet
+    time.sleep(1.5)  # the remove entries expire ...
+    for value in range(10, 20):  # ... and the next checkpoints leave them out
+        write_deltalake(uri, pa.table({"x": [value]}), mode="append")
+    table = DeltaTable(uri)
+    assert compact(table, 0) is not None
+    on_disk = {path.name for path in Path(uri).glob("*.parquet")}
+    assert on_disk == {Path(file).name for file in DeltaTable(uri).file_uris()}
+    assert len(on_disk) == 1 and sorted(DeltaTable(uri).to_pyarrow_table()["x"].to_pylist()) == list(range(20))
+
+
+def test_a_reader_catches_up_after_the_entries_it_had_not_read_were_removed(tmp_path):
+    """An idle reader (a sql worker between queries) whose next log entries were cleaned up meanwhile loads the
+    table again from a later checkpoint and sees every row."""
+    uri = str(tmp_path / "table")
+    properties = table_properties(Settings(delta_checkpoint_every=5, delta_log_retention_hours=1 / 3600))
+    ensure_table(uri, pa.schema([("x", pa.int64())]), properties=properties)
+    write_deltalake(uri, pa.table({"x": [0]}), mode="append")
+    reader = DeltaSnapshot(uri, reload_every=1000)
+    assert reader.version() == 1
+    for value in range(1, 30):
+        time.sleep(0.1)  # entries older than a second are removed at each checkpoint
+        write_deltalake(uri, pa.table({"x": [value]}), mode="append")
+    assert not (Path(uri) / "_delta_log" / f"{2:020d}.json").exists()
+    assert reader.version() == 30
+    assert sorted(reader.dataset().to_table()["x"].to_pylist()) == list(range(30))
 
 
 def _submit_concurrently(writer: DeltaWriter, payloads) -> list[str]:

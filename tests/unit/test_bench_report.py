@@ -211,8 +211,9 @@ def test_lifecycle_rows_pass_at_two_seconds_and_sit_next_to_hello(bench: SimpleN
 
 
 def soak_sample(t: float, rss: float, used: float = 10.0, p99: float = 5.0, errors: int = 0,
-                baseline: float = 2.0, wal: float = 1.0) -> dict[str, Any]:
+                baseline: float = 2.0, wal: float = 1.0, log_mib: float = 2.0) -> dict[str, Any]:
     return {"t": t, "rss_mib": {"tfd-learn worker": rss, "valkey": 20.0}, "fds": {"tfd-learn worker": 20},
+            "delta": {"tfd": {"active": 10, "on_disk": 50, "log": 300, "log_mib": log_mib}},
             "valkey": {"used_memory_mib": used, "wal_mib": wal, "keys": 1000}, "wal": {"tfd": 4000},
             "p99_ms": {"learn tfd-learn": p99, "baseline hello-http": baseline},
             "errors": {"refused tfd-learn": errors}}
@@ -224,7 +225,12 @@ def test_soak_judges_growth_after_the_warm_up_bounds_latency_and_errors(bench: S
     verdicts = {v.series: v for v in bench.soak_report.judge(samples, 600, {"wal.tfd": 10_000})}
     assert all(v.ok for v in verdicts.values()), [v for v in verdicts.values() if not v.ok]
     assert set(verdicts) == {"rss tfd-learn worker", "rss valkey", "valkey used_memory net of the WAL", "wal.tfd",
-                             "fds tfd-learn worker", "p99 learn tfd-learn / baseline hello-http", "errors"}
+                             "fds tfd-learn worker", "p99 learn tfd-learn / baseline hello-http", "delta log_mib tfd",
+                             "errors"}
+    sawtooth = [soak_sample(t, 100, log_mib=2.0 + 0.4 * (t // 30 % 4 == 0)) for t in range(0, 1800, 30)]
+    assert {v.series: v for v in bench.soak_report.judge(sawtooth, 600, {})}["delta log_mib tfd"].ok
+    log_grows = [soak_sample(t, 100, log_mib=2.0 + t / 600) for t in range(0, 1800, 30)]  # a retention not reached
+    assert not {v.series: v for v in bench.soak_report.judge(log_grows, 600, {})}["delta log_mib tfd"].ok
     growing = [soak_sample(t, 100 + t / 60) for t in range(0, 1800, 30)]  # 60 MiB/h on about 120
     assert not {v.series: v for v in bench.soak_report.judge(growing, 600, {})}["rss tfd-learn worker"].ok
     slower = [soak_sample(t, 100, p99=5 if t < 1200 else 30) for t in range(0, 1800, 30)]

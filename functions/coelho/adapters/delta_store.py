@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import pyarrow as pa
@@ -63,16 +64,20 @@ def table_properties(settings: Settings) -> dict[str, str]:
     """The Delta table properties that bound a table's log and files on disk, from the settings.
 
     A checkpoint every `COELHO_DELTA_CHECKPOINT_EVERY` commits (readers load it plus fewer commits than
-    that), log entries older than `COELHO_DELTA_LOG_RETENTION_HOURS` removed after each checkpoint, removed
-    data files vacuumed after `COELHO_SINK_RETENTION_HOURS`.
+    that), log entries older than `COELHO_DELTA_LOG_RETENTION_HOURS` removed after each checkpoint, and
+    removed data files kept in the checkpoints for `COELHO_SINK_RETENTION_HOURS` (then vacuumed: `compact`).
+    Each checkpoint carries a remove entry for every file removed within that retention, and stays until the
+    log retention, so the log's bytes grow with the square of the commit rate times the retentions.
 
     >>> table_properties(Settings(delta_log_retention_hours=0.5))["delta.logRetentionDuration"]
     'interval 1800 seconds'
+    >>> table_properties(Settings(sink_retention_hours=0.1))["delta.deletedFileRetentionDuration"]
+    'interval 360 seconds'
     """
     return {
         "delta.checkpointInterval": str(settings.delta_checkpoint_every),
         "delta.logRetentionDuration": f"interval {round(settings.delta_log_retention_hours * 3600)} seconds",
-        "delta.deletedFileRetentionDuration": f"interval {settings.sink_retention_hours} hours",
+        "delta.deletedFileRetentionDuration": f"interval {round(settings.sink_retention_hours * 3600)} seconds",
         "delta.enableExpiredLogCleanup": "true",
     }
 
@@ -92,15 +97,19 @@ def ensure_table(uri: str, schema: pa.Schema, options: dict[str, str] | None = N
     return table
 
 
-def compact(table: DeltaTable, retention_hours: int) -> dict[str, Any] | None:
-    """Compact the table's small files, then vacuum files removed more than `retention_hours` ago.
+def compact(table: DeltaTable, retention_hours: float) -> dict[str, Any] | None:
+    """Compact the table's small files, then delete every data file the table no longer references that was
+    written more than `retention_hours` ago (rounded up to whole hours: deltalake's vacuum takes hours).
 
+    The vacuum is deltalake's full mode: it lists the files on disk instead of reading the log's remove
+    entries, which leave the checkpoints after `COELHO_SINK_RETENTION_HOURS` (`table_properties`); a file
+    whose entry left before a compaction came would otherwise stay on disk for ever.
     Returns the compaction's metrics, or None when it failed (an optimisation: the next call tries again).
     """
     try:
         table.update_incremental()
         metrics = table.optimize.compact()
-        table.vacuum(retention_hours, dry_run=False, enforce_retention_duration=False)
+        table.vacuum(math.ceil(retention_hours), dry_run=False, enforce_retention_duration=False, full=True)
     except Exception as exc:  # noqa: BLE001 - nothing is lost; the next compaction tries again
         log.warning("compaction of %s failed: %s", table.table_uri, exc)
         return None

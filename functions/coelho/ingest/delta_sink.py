@@ -23,7 +23,7 @@ Idempotency:
   One writer per table (the function runs with one replica).
 
 Every `COELHO_SINK_COMPACT_EVERY` commits the table is compacted (`optimize.compact`) and files removed
-more than `COELHO_SINK_RETENTION_HOURS` ago (a week by default) are vacuumed. Each commit leaves a data file
+more than `COELHO_SINK_RETENTION_HOURS` ago (2 h by default) are vacuumed (`compact`). Each commit leaves a data file
 on disk until then, so a lone sequential sender (one commit per event) makes about as many files per hour as
 events: the retention is their bound. The log is checkpointed every `COELHO_DELTA_CHECKPOINT_EVERY`
 commits and entries older than `COELHO_DELTA_LOG_RETENTION_HOURS` are removed (`table_properties`); the
