@@ -73,6 +73,7 @@ class Settings:
     sink_retention_hours: float = 2.0
     delta_checkpoint_every: int = 100
     delta_log_retention_hours: float = 2.0
+    delta_row_group_rows: int = 16_384
     ingest_batch_rows: int = 50_000
     ingest_batch_ms: int = 1000
     train_gap_seconds: float | None = None
@@ -274,6 +275,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sink_retention_hours": ("COELHO_SINK_RETENTION_HOURS", _positive(float)),
     "delta_checkpoint_every": ("COELHO_DELTA_CHECKPOINT_EVERY", _positive(int)),
     "delta_log_retention_hours": ("COELHO_DELTA_LOG_RETENTION_HOURS", _positive(float)),
+    "delta_row_group_rows": ("COELHO_DELTA_ROW_GROUP_ROWS", _positive(int)),
     "ingest_batch_rows": ("COELHO_INGEST_BATCH_ROWS", _positive(int)),
     "ingest_batch_ms": ("COELHO_INGEST_BATCH_MS", _positive(int)),
     "train_gap_seconds": ("COELHO_TRAIN_GAP_SECONDS", _non_negative),

@@ -8,11 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import requests
 from deltalake import DeltaTable, write_deltalake
 
 from coelho.adapters.delta_snapshot import DeltaSnapshot
-from coelho.adapters.delta_store import compact, ensure_table, table_properties
+from coelho.adapters.delta_store import compact, ensure_table, table_properties, writer_properties
 from coelho.adapters.duckdb_sql import SqlEngine
 from coelho.config import Settings
 from coelho.core import USE_CASES
@@ -66,7 +67,7 @@ def test_redelivery_to_a_restarted_writer_is_not_duplicated(settings):
 
 
 def test_compaction_keeps_the_rows_and_drops_the_files(settings):
-    writer = DeltaWriter(TFD, dataclasses.replace(settings, sink_compact_every=8))
+    writer = DeltaWriter(TFD, dataclasses.replace(settings, sink_compact_every=8, delta_row_group_rows=3))
     try:
         submit_all(writer, stream("tfd", 7, seed=4))  # one commit each: a lone sequential sender
         before = len(DeltaTable(settings.delta_uri("tfd")).file_uris())
@@ -77,6 +78,9 @@ def test_compaction_keeps_the_rows_and_drops_the_files(settings):
     table = DeltaTable(settings.delta_uri("tfd"))
     assert before == 7 and len(table.file_uris()) == 1
     assert len(ids(settings)) == len(set(ids(settings))) == 8
+    [compacted] = table.file_uris()  # row groups of at most COELHO_DELTA_ROW_GROUP_ROWS: what one scan holds
+    metadata = pq.ParquetFile(compacted).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [3, 3, 2]
 
 
 def test_events_acknowledged_before_a_crash_are_kept_once_after_redelivery(env, settings, tmp_path):
@@ -149,7 +153,7 @@ def test_files_whose_remove_entries_left_the_checkpoints_are_still_vacuumed(tmp_
     for value in range(10, 20):  # ... and the next checkpoints leave them out
         write_deltalake(uri, pa.table({"x": [value]}), mode="append")
     table = DeltaTable(uri)
-    assert compact(table, 0) is not None
+    assert compact(table, 0, writer_properties(Settings())) is not None
     on_disk = {path.name for path in Path(uri).glob("*.parquet")}
     assert on_disk == {Path(file).name for file in DeltaTable(uri).file_uris()}
     assert len(on_disk) == 1 and sorted(DeltaTable(uri).to_pyarrow_table()["x"].to_pylist()) == list(range(20))

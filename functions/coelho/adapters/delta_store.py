@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable
+from deltalake import DeltaTable, WriterProperties
 
 from coelho.config import Settings
 from coelho.core.table import Column, TableLayout, layout_for
@@ -82,6 +82,20 @@ def table_properties(settings: Settings) -> dict[str, str]:
     }
 
 
+def writer_properties(settings: Settings) -> WriterProperties:
+    """How every writer and the compaction write Parquet: row groups of at most `COELHO_DELTA_ROW_GROUP_ROWS`.
+
+    A reader decodes a row group at a time, so the row group bounds what one scan holds: a compaction
+    writes the whole table into one file, and with deltalake's default (about a million rows) a table of
+    300,000 rows was one row group, whose every scan made the sql worker hold 70-80 MiB more, growing
+    with the table.
+
+    >>> writer_properties(Settings()).max_row_group_size
+    16384
+    """
+    return WriterProperties(max_row_group_size=settings.delta_row_group_rows)
+
+
 def ensure_table(uri: str, schema: pa.Schema, options: dict[str, str] | None = None,
                  properties: dict[str, str] | None = None) -> DeltaTable:
     """The Delta table at `uri`, created empty with `schema` if there is none, so every writer sees one schema.
@@ -97,9 +111,10 @@ def ensure_table(uri: str, schema: pa.Schema, options: dict[str, str] | None = N
     return table
 
 
-def compact(table: DeltaTable, retention_hours: float) -> dict[str, Any] | None:
-    """Compact the table's small files, then delete every data file the table no longer references that was
-    written more than `retention_hours` ago (rounded up to whole hours: deltalake's vacuum takes hours).
+def compact(table: DeltaTable, retention_hours: float, properties: WriterProperties) -> dict[str, Any] | None:
+    """Compact the table's small files (writing `properties`: `writer_properties`), then delete every data
+    file the table no longer references that was written more than `retention_hours` ago (rounded up to whole
+    hours: deltalake's vacuum takes hours).
 
     The vacuum is deltalake's full mode: it lists the files on disk instead of reading the log's remove
     entries, which leave the checkpoints after `COELHO_SINK_RETENTION_HOURS` (`table_properties`); a file
@@ -108,7 +123,7 @@ def compact(table: DeltaTable, retention_hours: float) -> dict[str, Any] | None:
     """
     try:
         table.update_incremental()
-        metrics = table.optimize.compact()
+        metrics = table.optimize.compact(writer_properties=properties)
         table.vacuum(math.ceil(retention_hours), dry_run=False, enforce_retention_duration=False, full=True)
     except Exception as exc:  # noqa: BLE001 - nothing is lost; the next compaction tries again
         log.warning("compaction of %s failed: %s", table.table_uri, exc)

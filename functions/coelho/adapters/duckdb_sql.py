@@ -11,6 +11,9 @@ it ever made (a `count(*)` reads every column: +150 MiB after a million rows) an
 function runs on Arrow's jemalloc pool (`use_releasing_memory_pool`), whose release purges every arena:
 pyarrow's default, mimalloc, releases only the calling thread's heap, so the pages that Arrow's scan threads
 freed stayed (a soak's sql worker stepped up 20 MiB in that pool alone and kept it).
+What one scan holds is one Parquet row group at a time: the writers and the compaction write row groups of at
+most `COELHO_DELTA_ROW_GROUP_ROWS` (`writer_properties`), or a compacted table is one row group as large as
+the table, and so would the worker's memory be.
 
 The database is configured once, before any query: no file, URL or extension access
 (`enable_external_access=false`, no autoload), no Python replacement scans, a memory limit, a thread count, no

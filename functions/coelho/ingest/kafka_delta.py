@@ -43,6 +43,7 @@ import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
+from coelho.adapters import delta_store
 from coelho.adapters.delta_snapshot import DeltaSnapshot
 from coelho.adapters.delta_store import arrow_schema, compact, ensure_table, storage_options, table_properties
 from coelho.config import Settings
@@ -70,6 +71,7 @@ class _Target:
         options = storage_options(settings)
         ensure_table(uri, schema, options, table_properties(settings))
         self.schema = schema
+        self.writer_properties = delta_store.writer_properties(settings)
         self.snapshot = DeltaSnapshot(uri, options, settings.delta_checkpoint_every)
         self.next: dict[int, int] = {}
 
@@ -87,7 +89,7 @@ class _Target:
         if not moved:
             return 0
         table: DeltaTable = self.snapshot.table()
-        write_deltalake(table, arrow_table(fresh, self.schema), mode="append",
+        write_deltalake(table, arrow_table(fresh, self.schema), mode="append", writer_properties=self.writer_properties,
                         commit_properties=CommitProperties(app_transactions=[
                             Transaction(app_id(topic, partition), end) for partition, end in sorted(moved.items())]))
         self.next.update(moved)
@@ -176,7 +178,8 @@ class KafkaDeltaIngest:
         self._consumer.commit(offsets=[TopicPartition(self.topic, p, end) for p, end in ends.items()],
                               asynchronous=True)
         if self.stats["commits"] % self.compact_every == 0 and compact(self.table.snapshot.table(),
-                                                                       self.retention_hours) is not None:
+                                                                       self.retention_hours,
+                                                                       self.table.writer_properties) is not None:
             self.stats["compactions"] += 1
         return len(messages)
 
