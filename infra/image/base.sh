@@ -9,8 +9,8 @@ tag=$1
 podman image exists "$tag" && exit 0
 archive=$root/.cache/image/base-bookworm-py311.tar
 if [ ! -s "$archive" ]; then
-  mkdir -p "$(dirname "$archive")"
-  mmdebstrap --quiet --variant=minbase --include=python3.11,python3.11-venv bookworm "$archive.tmp"
+  mkdir -p "$(dirname "$archive")"  # --format: the name ends in .tmp, from which mmdebstrap would guess a directory
+  mmdebstrap --quiet --format=tar --variant=minbase --include=python3.11,python3.11-venv bookworm "$archive.tmp"
   mv "$archive.tmp" "$archive"
 fi
 podman import --quiet "$archive" "$tag" >/dev/null
