@@ -13,7 +13,7 @@ import requests
 from deltalake import DeltaTable, write_deltalake
 
 from coelho.adapters.delta_snapshot import DeltaSnapshot
-from coelho.adapters.delta_store import compact, ensure_table, table_properties, writer_properties
+from coelho.adapters.delta_store import compact, ensure_table, table_properties
 from coelho.adapters.duckdb_sql import SqlEngine
 from coelho.config import Settings
 from coelho.core import USE_CASES
@@ -34,7 +34,7 @@ def submit_all(writer: DeltaWriter, payloads) -> list[str]:
 
 
 def test_batch_retried_after_a_failure_between_commit_and_ack_is_not_duplicated(settings, monkeypatch):
-    real_write = delta_sink.write_deltalake
+    real_write = delta_sink.append
     failures = []
 
     def commit_then_fail(*args, **kwargs):  # the commit lands, then the storage call reports an error
@@ -43,7 +43,7 @@ def test_batch_retried_after_a_failure_between_commit_and_ack_is_not_duplicated(
             failures.append(1)
             raise OSError("connection reset after the commit")
 
-    monkeypatch.setattr(delta_sink, "write_deltalake", commit_then_fail)
+    monkeypatch.setattr(delta_sink, "append", commit_then_fail)
     writer = DeltaWriter(TFD, settings)
     try:
         assert submit_all(writer, stream("tfd", 3, seed=1)) == ["written"] * 3
@@ -153,7 +153,7 @@ def test_files_whose_remove_entries_left_the_checkpoints_are_still_vacuumed(tmp_
     for value in range(10, 20):  # ... and the next checkpoints leave them out
         write_deltalake(uri, pa.table({"x": [value]}), mode="append")
     table = DeltaTable(uri)
-    assert compact(table, 0, writer_properties(Settings())) is not None
+    assert compact(table, Settings(sink_retention_hours=0)) is not None
     on_disk = {path.name for path in Path(uri).glob("*.parquet")}
     assert on_disk == {Path(file).name for file in DeltaTable(uri).file_uris()}
     assert len(on_disk) == 1 and sorted(DeltaTable(uri).to_pyarrow_table()["x"].to_pylist()) == list(range(20))

@@ -16,12 +16,13 @@ import math
 from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable, WriterProperties
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 
 from coelho.config import Settings
 from coelho.core.table import Column, TableLayout, layout_for
 
-__all__ = ["arrow_schema", "compact", "ensure_table", "layout_for", "storage_options", "table_properties"]
+__all__ = ["append", "arrow_schema", "compact", "ensure_table", "layout_for", "storage_options", "table_properties",
+           "writer_properties"]
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +112,18 @@ def ensure_table(uri: str, schema: pa.Schema, options: dict[str, str] | None = N
     return table
 
 
-def compact(table: DeltaTable, retention_hours: float, properties: WriterProperties) -> dict[str, Any] | None:
-    """Compact the table's small files (writing `properties`: `writer_properties`), then delete every data
-    file the table no longer references that was written more than `retention_hours` ago (rounded up to whole
-    hours: deltalake's vacuum takes hours).
+def append(table: DeltaTable, data: pa.Table, settings: Settings, transactions: dict[str, int]) -> None:
+    """Append `data` to `table` in one commit that records each app id's version (`transactions`), in row
+    groups of `writer_properties`: what every writer of the platform commits."""
+    write_deltalake(table, data, mode="append", writer_properties=writer_properties(settings),
+                    commit_properties=CommitProperties(
+                        app_transactions=[Transaction(app, version) for app, version in transactions.items()]))
+
+
+def compact(table: DeltaTable, settings: Settings) -> dict[str, Any] | None:
+    """Compact the table's small files (in row groups of `writer_properties`), then delete every data file
+    the table no longer references that was written more than `COELHO_SINK_RETENTION_HOURS` ago (rounded up
+    to whole hours: deltalake's vacuum takes hours).
 
     The vacuum is deltalake's full mode: it lists the files on disk instead of reading the log's remove
     entries, which leave the checkpoints after `COELHO_SINK_RETENTION_HOURS` (`table_properties`); a file
@@ -123,8 +132,9 @@ def compact(table: DeltaTable, retention_hours: float, properties: WriterPropert
     """
     try:
         table.update_incremental()
-        metrics = table.optimize.compact(writer_properties=properties)
-        table.vacuum(math.ceil(retention_hours), dry_run=False, enforce_retention_duration=False, full=True)
+        metrics = table.optimize.compact(writer_properties=writer_properties(settings))
+        table.vacuum(math.ceil(settings.sink_retention_hours), dry_run=False, enforce_retention_duration=False,
+                     full=True)
     except Exception as exc:  # noqa: BLE001 - nothing is lost; the next compaction tries again
         log.warning("compaction of %s failed: %s", table.table_uri, exc)
         return None

@@ -45,17 +45,9 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, Transaction, write_deltalake
 
 from coelho.adapters.delta_snapshot import DeltaSnapshot
-from coelho.adapters.delta_store import (
-    arrow_schema,
-    compact,
-    ensure_table,
-    storage_options,
-    table_properties,
-    writer_properties,
-)
+from coelho.adapters.delta_store import append, arrow_schema, compact, ensure_table, storage_options, table_properties
 from coelho.config import Settings
 from coelho.core.table import layout_for
 from coelho.core.usecase import UseCase
@@ -130,8 +122,7 @@ class DeltaWriter:
         self.app_id = f"coelho-delta-sink-{use_case.key}-{uuid.uuid4().hex}"
         self.arrivals = arrivals or Arrivals()
         self.stats = {"rows": 0, "commits": 0, "duplicates": 0, "retries": 0, "compactions": 0, "failures": 0}
-        self.retention_hours = settings.sink_retention_hours
-        self.writer_properties = writer_properties(settings)
+        self.settings = settings
         ensure_table(self.uri, self.schema, self.options, table_properties(settings))
         self._snapshot = DeltaSnapshot(self.uri, self.options, settings.delta_checkpoint_every)
         self._version = 0
@@ -253,10 +244,7 @@ class DeltaWriter:
         if retry and (target.transaction_version(self.app_id) or 0) >= version:
             log.info("batch %d of %s was already committed: not written again", version, self.app_id)
             return
-        write_deltalake(
-            target, table, mode="append", writer_properties=self.writer_properties,
-            commit_properties=CommitProperties(app_transactions=[Transaction(self.app_id, version)]),
-        )
+        append(target, table, self.settings, {self.app_id: version})
 
     def _forget_old(self, now: float) -> None:
         while self._committed:
@@ -277,7 +265,7 @@ class DeltaWriter:
             log.info("%s: %d recent events remembered for deduplication", self.use_case.key, recent.num_rows)
 
     def _compact(self) -> None:
-        if compact(self._snapshot.table(), self.retention_hours, self.writer_properties) is not None:
+        if compact(self._snapshot.table(), self.settings) is not None:
             self.stats["compactions"] += 1
 
 
@@ -309,7 +297,7 @@ class DeltaAppender:
         self.app_id = f"coelho-produce-{use_case.key}-{uuid.uuid4().hex}"
         self.rows = 0
         self.commits = 0
-        self._writer_properties = writer_properties(settings)
+        self._settings = settings
         self._table = ensure_table(settings.delta_uri(use_case.key), self.schema, storage_options(settings),
                                    table_properties(settings))
         self._columns: dict[str, list[Any]] = {c.name: [] for c in self.layout.columns}
@@ -354,9 +342,7 @@ class DeltaAppender:
             if self._error is not None:
                 continue
             try:
-                write_deltalake(self._table, table, mode="append", writer_properties=self._writer_properties,
-                                commit_properties=CommitProperties(
-                    app_transactions=[Transaction(self.app_id, self.commits + 1)]))
+                append(self._table, table, self._settings, {self.app_id: self.commits + 1})
                 self.commits += 1
                 self.rows += table.num_rows
             except Exception as exc:  # noqa: BLE001 - raised to the producer by the next add() or close()

@@ -41,11 +41,10 @@ from typing import Any
 
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import DeltaTable
 
-from coelho.adapters import delta_store
 from coelho.adapters.delta_snapshot import DeltaSnapshot
-from coelho.adapters.delta_store import arrow_schema, compact, ensure_table, storage_options, table_properties
+from coelho.adapters.delta_store import append, arrow_schema, compact, ensure_table, storage_options, table_properties
 from coelho.config import Settings
 from coelho.core.table import TableLayout, layout_for
 from coelho.core.usecase import UseCase
@@ -71,7 +70,7 @@ class _Target:
         options = storage_options(settings)
         ensure_table(uri, schema, options, table_properties(settings))
         self.schema = schema
-        self.writer_properties = delta_store.writer_properties(settings)
+        self.settings = settings
         self.snapshot = DeltaSnapshot(uri, options, settings.delta_checkpoint_every)
         self.next: dict[int, int] = {}
 
@@ -89,11 +88,14 @@ class _Target:
         if not moved:
             return 0
         table: DeltaTable = self.snapshot.table()
-        write_deltalake(table, arrow_table(fresh, self.schema), mode="append", writer_properties=self.writer_properties,
-                        commit_properties=CommitProperties(app_transactions=[
-                            Transaction(app_id(topic, partition), end) for partition, end in sorted(moved.items())]))
+        append(table, arrow_table(fresh, self.schema), self.settings,
+               {app_id(topic, partition): end for partition, end in sorted(moved.items())})
         self.next.update(moved)
         return len(fresh)
+
+    def compact(self) -> bool:
+        """Compact and vacuum the table (`compact`); whether it was done."""
+        return compact(self.snapshot.table(), self.settings) is not None
 
 
 class KafkaDeltaIngest:
@@ -107,7 +109,6 @@ class KafkaDeltaIngest:
         self.batch_rows = batch_rows or settings.ingest_batch_rows
         self.batch_seconds = (batch_ms or settings.ingest_batch_ms) / 1000
         self.compact_every = settings.sink_compact_every
-        self.retention_hours = settings.sink_retention_hours
         self.stats = {"rows": 0, "quarantined": 0, "commits": 0, "compactions": 0}
         self.table = _Target(settings.delta_uri(use_case.key), arrow_schema(self.layout), settings)
         quarantine = TableLayout(use_case.key, quarantine_name(use_case.key), QUARANTINE)
@@ -177,9 +178,7 @@ class KafkaDeltaIngest:
             log.warning("%s: %d records quarantined in %s", self.topic, quarantined, self.quarantine.snapshot.uri)
         self._consumer.commit(offsets=[TopicPartition(self.topic, p, end) for p, end in ends.items()],
                               asynchronous=True)
-        if self.stats["commits"] % self.compact_every == 0 and compact(self.table.snapshot.table(),
-                                                                       self.retention_hours,
-                                                                       self.table.writer_properties) is not None:
+        if self.stats["commits"] % self.compact_every == 0 and self.table.compact():
             self.stats["compactions"] += 1
         return len(messages)
 
