@@ -193,12 +193,16 @@ def test_a_few_concurrent_senders_share_one_commit_per_batch_interval(settings):
 
 
 def test_a_full_window_of_senders_is_committed_without_waiting_for_the_batch_interval(settings):
-    """GROUP_ROWS or more senders, all in: committed at once (an interval longer than the 30 s answer timeout
-    would make every submit fail)."""
+    """GROUP_ROWS senders, all in: committed at once, and so are the same senders' next events (an interval
+    longer than the 30 s answer timeout would make every submit fail). Two rounds of exactly GROUP_ROWS: with
+    more senders at once, a commit may take some of them before the rest are in, and a tail smaller than
+    GROUP_ROWS with nobody sending after it waits for the interval, as it should."""
     writer = DeltaWriter(TFD, dataclasses.replace(settings, sink_batch_ms=120_000))
     try:
         payloads = stream("tfd", 2 * delta_sink.GROUP_ROWS, seed=9)
-        assert _submit_concurrently(writer, payloads) == ["written"] * len(payloads)
+        for window in (payloads[:delta_sink.GROUP_ROWS], payloads[delta_sink.GROUP_ROWS:]):
+            assert _submit_concurrently(writer, window) == ["written"] * len(window)
+        assert writer.status()["commits"] == 2
         assert sorted(ids(settings)) == sorted(str(p[TFD.id_field]) for p in payloads)
     finally:
         writer.close()
